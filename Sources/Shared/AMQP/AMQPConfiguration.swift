@@ -1,0 +1,112 @@
+import Foundation
+
+/// Where and how to reach RabbitMQ.
+public struct AMQPConfiguration: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String
+    /// The virtual host, percent-decoded (`%2F` in the URL is `/`).
+    public var virtualHost: String
+    /// Seconds between heartbeats (the `heartbeat` query parameter, default 30; 0 turns them off). The broker
+    /// closes a connection after two missed ones, and the client notices a dead broker the same way.
+    public var heartbeatSeconds: Int
+    /// Seconds to wait for the TCP connection, the handshake and each broker reply
+    /// (the `connection_timeout` query parameter, default 10).
+    public var timeoutSeconds: Int
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 5672, user: String = "guest", password: String = "guest",
+        virtualHost: String = "/", heartbeatSeconds: Int = 30, timeoutSeconds: Int = 10
+    ) {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.virtualHost = virtualHost
+        self.heartbeatSeconds = heartbeatSeconds
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    /// `AMQP_URL`: `amqp://user:pass@host:5672/vhost`, default `amqp://guest:guest@127.0.0.1:5672/%2F`.
+    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> AMQPConfiguration {
+        guard let url = environment["AMQP_URL"] else { return AMQPConfiguration() }
+        return try AMQPConfiguration(url: url, variable: "AMQP_URL")
+    }
+
+    /// Parses an AMQP URI as RabbitMQ documents it. Errors name `variable` and never echo the URL, which holds
+    /// a password.
+    public init(url: String, variable: String = "AMQP_URL") throws(ConfigurationError) {
+        func invalid(_ problem: String) -> ConfigurationError {
+            ConfigurationError(variable: variable, problem: problem)
+        }
+        guard let components = URLComponents(string: url) else {
+            throw invalid("must be a URL such as amqp://user:pass@host:5672/vhost")
+        }
+        guard components.scheme?.lowercased() == "amqp" else {
+            throw invalid("must start with amqp:// (TLS is not supported)")
+        }
+        self.init()
+        if let host = components.host, !host.isEmpty { self.host = host }
+        if let port = components.port {
+            guard (1...65_535).contains(port) else { throw invalid("has a port out of range") }
+            self.port = port
+        }
+        if let user = components.user { self.user = user }
+        if let password = components.password { self.password = password }
+        let path = components.percentEncodedPath
+        if path.count > 1 {
+            let encoded = path.dropFirst()
+            guard !encoded.contains("/"), let decoded = encoded.removingPercentEncoding else {
+                throw invalid("has a malformed virtual host (write / as %2F)")
+            }
+            virtualHost = decoded
+        }
+        for item in components.queryItems ?? [] {
+            guard let value = item.value.flatMap({ Int($0) }), value >= 0 else {
+                throw invalid("has a non-numeric query parameter \(item.name)")
+            }
+            switch item.name {
+            case "heartbeat": heartbeatSeconds = min(value, 65_535)
+            case "connection_timeout": timeoutSeconds = max(1, value)
+            default: throw invalid("has an unknown query parameter \(item.name) (known: heartbeat, connection_timeout)")
+            }
+        }
+    }
+}
+
+/// The exchanges and queues of CONTRACT §2, by name.
+public struct Topology: Sendable, Equatable {
+    /// `EXCHANGE`: the topic exchange publishers send events to; default `coworking.events`.
+    public var exchange: String
+    /// `QUEUE`: the quorum queue the consumers share; default `coworking.rollups`.
+    public var queue: String
+    /// `DEAD_LETTER_EXCHANGE`: the fanout exchange, and the queue of the same name bound to it, where every
+    /// message that cannot be counted goes; default `coworking.dead`.
+    public var deadLetterExchange: String
+    /// `DELIVERY_LIMIT`: deliveries after which the broker dead-letters a message itself; default 50.
+    public var deliveryLimit: Int
+
+    public init(
+        exchange: String = "coworking.events", queue: String = "coworking.rollups",
+        deadLetterExchange: String = "coworking.dead", deliveryLimit: Int = 50
+    ) {
+        self.exchange = exchange
+        self.queue = queue
+        self.deadLetterExchange = deadLetterExchange
+        self.deliveryLimit = deliveryLimit
+    }
+
+    /// The queue that holds dead letters: named after its exchange.
+    public var deadLetterQueue: String { deadLetterExchange }
+
+    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> Topology {
+        let defaults = Topology()
+        return Topology(
+            exchange: try environment.name("EXCHANGE", default: defaults.exchange),
+            queue: try environment.name("QUEUE", default: defaults.queue),
+            deadLetterExchange: try environment.name("DEAD_LETTER_EXCHANGE", default: defaults.deadLetterExchange),
+            deliveryLimit: try environment.integer("DELIVERY_LIMIT", default: defaults.deliveryLimit, in: 1...1_000)
+        )
+    }
+}

@@ -1,0 +1,480 @@
+import CRabbitMQ
+import Glibc
+import DequeModule
+import Logging
+
+/// One AMQP 0-9-1 connection to RabbitMQ with one channel, over librabbitmq.
+///
+/// The actor runs on a thread of its own (`ThreadExecutor`), the only thread that touches the librabbitmq
+/// handle, so its blocking socket reads never hold up Swift's cooperative pool. Each method is one or a few
+/// library calls; a caller that needs many in a row (publishing a window of messages and reading their
+/// confirms) uses a method that does them all in one hop.
+///
+/// librabbitmq does not reconnect, and it sends heartbeats only while inside one of its calls: owners keep
+/// calling (`nextDelivery(timeout:)` returns after at most its timeout) and open a new connection when a
+/// method throws an error whose `isRetriable` is true. Once any call has failed with a closed connection or
+/// channel, every later call throws that error.
+public actor AMQPConnection {
+    private let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    public nonisolated let configuration: AMQPConfiguration
+    private let logger: Logger
+    private var state: amqp_connection_state_t?
+    /// Why the connection is unusable, once it is.
+    private var failure: AMQPError?
+    private var confirmsEnabled = false
+    /// The sequence number the broker gives the next message published in confirm mode.
+    private var nextPublishSequence: UInt64 = 1
+    /// Deliveries read while waiting for confirms, handed out by `nextDelivery(timeout:)` first.
+    private var bufferedDeliveries = Deque<AMQPDelivery>()
+
+    private static let channel: amqp_channel_t = 1
+    private static let frameMax: Int32 = 131_072
+
+    private init(configuration: AMQPConfiguration, logger: Logger) {
+        self.executor = ThreadExecutor(name: "amqp")
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Opens a connection and its channel, within `configuration.timeoutSeconds` for each step.
+    public static func connect(_ configuration: AMQPConfiguration, logger: Logger) async throws -> AMQPConnection {
+        let connection = AMQPConnection(configuration: configuration, logger: logger)
+        try await connection.open()
+        return connection
+    }
+
+    // Isolated, so that even the last use of the handle happens on its own thread.
+    isolated deinit {
+        if let state {
+            amqp_destroy_connection(state)
+        }
+        executor.shutdown()
+    }
+
+    /// Whether the connection can still be used.
+    public var isOpen: Bool { state != nil && failure == nil }
+
+    private func open() throws(AMQPError) {
+        guard let state = amqp_new_connection() else {
+            throw AMQPError(.connectionFailed, "could not allocate a connection", isRetriable: false)
+        }
+        self.state = state
+        guard let socket = amqp_tcp_socket_new(state) else {
+            throw fail(AMQPError(.connectionFailed, "could not create a socket", isRetriable: true))
+        }
+        var timeout = timeval(tv_sec: configuration.timeoutSeconds, tv_usec: 0)
+        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw fail(
+                AMQPError(
+                    .connectionFailed, "could not connect to the broker",
+                    detail: "\(configuration.host):\(configuration.port): \(statusText(status))", isRetriable: true))
+        }
+        amqp_set_handshake_timeout(state, &timeout)
+        amqp_set_rpc_timeout(state, &timeout)
+        let login = coworking_amqp_login_plain(
+            state, configuration.virtualHost, 0, Self.frameMax, Int32(configuration.heartbeatSeconds),
+            configuration.user, configuration.password)
+        try check(login, "log in")
+        amqp_channel_open(state, Self.channel)
+        try check(amqp_get_rpc_reply(state), "open a channel")
+        logger.debug(
+            "Connected to RabbitMQ",
+            metadata: [
+                LogKey.amqpHost: "\(configuration.host):\(configuration.port)",
+                LogKey.amqpVirtualHost: "\(configuration.virtualHost)",
+            ])
+    }
+
+    /// Closes the channel and the connection with the AMQP handshake. Errors are ignored: the socket is gone
+    /// either way.
+    public func close() {
+        guard let state else { return }
+        if failure == nil {
+            _ = amqp_channel_close(state, Self.channel, AMQP_REPLY_SUCCESS)
+            _ = amqp_connection_close(state, AMQP_REPLY_SUCCESS)
+        }
+        amqp_destroy_connection(state)
+        self.state = nil
+        failure = failure ?? AMQPError(.connectionClosed, "the connection was closed", isRetriable: true)
+    }
+
+    // MARK: Topology
+
+    /// Declares an exchange (durable, not auto-deleted).
+    public func declareExchange(_ name: String, type: String) throws(AMQPError) {
+        let state = try usableState()
+        amqp_exchange_declare(
+            state, Self.channel, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table)
+        try check(amqp_get_rpc_reply(state), "declare exchange \(name)")
+    }
+
+    /// Declares a durable queue; returns how many messages it holds and how many consumers it has.
+    @discardableResult
+    public func declareQueue(_ name: String, arguments: AMQPTable = [:]) throws(AMQPError) -> QueueStatus {
+        try queueDeclare(name, passive: false, arguments: arguments)
+    }
+
+    /// The message and consumer counts of an existing queue (a passive declare).
+    public func queueStatus(_ name: String) throws(AMQPError) -> QueueStatus {
+        try queueDeclare(name, passive: true, arguments: [:])
+    }
+
+    private func queueDeclare(_ name: String, passive: Bool, arguments: AMQPTable) throws(AMQPError) -> QueueStatus {
+        let state = try usableState()
+        let arena = CArena()
+        let ok = amqp_queue_declare(
+            state, Self.channel, amqp_cstring_bytes(name), passive ? 1 : 0, 1, 0, 0, arena.table(arguments))
+        try check(amqp_get_rpc_reply(state), "declare queue \(name)")
+        guard let ok else { throw fail(AMQPError(.unexpectedFrame, "no reply to a queue declaration", isRetriable: true)) }
+        return QueueStatus(messageCount: Int(ok.pointee.message_count), consumerCount: Int(ok.pointee.consumer_count))
+    }
+
+    /// Binds `queue` to `exchange` for `routingKey` (`#` for every key of a topic exchange).
+    public func bindQueue(_ queue: String, to exchange: String, routingKey: String) throws(AMQPError) {
+        let state = try usableState()
+        amqp_queue_bind(
+            state, Self.channel, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange), amqp_cstring_bytes(routingKey),
+            amqp_empty_table)
+        try check(amqp_get_rpc_reply(state), "bind queue \(queue)")
+    }
+
+    /// Deletes a queue and the messages in it.
+    public func deleteQueue(_ name: String) throws(AMQPError) {
+        let state = try usableState()
+        amqp_queue_delete(state, Self.channel, amqp_cstring_bytes(name), 0, 0)
+        try check(amqp_get_rpc_reply(state), "delete queue \(name)")
+    }
+
+    /// Deletes an exchange.
+    public func deleteExchange(_ name: String) throws(AMQPError) {
+        let state = try usableState()
+        amqp_exchange_delete(state, Self.channel, amqp_cstring_bytes(name), 0)
+        try check(amqp_get_rpc_reply(state), "delete exchange \(name)")
+    }
+
+    /// Declares the exchanges, queues and bindings of CONTRACT §2 and §8. Declaring them again with the same
+    /// arguments changes nothing; with other arguments the broker closes the channel (`channelClosed`).
+    public func declare(_ topology: Topology) throws(AMQPError) {
+        try declareExchange(topology.exchange, type: "topic")
+        try declareExchange(topology.deadLetterExchange, type: "fanout")
+        try declareQueue(topology.deadLetterQueue, arguments: ["x-queue-type": .string("quorum")])
+        try bindQueue(topology.deadLetterQueue, to: topology.deadLetterExchange, routingKey: "#")
+        try declareQueue(
+            topology.queue,
+            arguments: [
+                "x-queue-type": .string("quorum"),
+                "x-dead-letter-exchange": .string(topology.deadLetterExchange),
+                "x-dead-letter-strategy": .string("at-least-once"),
+                "x-overflow": .string("reject-publish"),
+                "x-delivery-limit": .int64(Int64(topology.deliveryLimit)),
+            ])
+        try bindQueue(topology.queue, to: topology.exchange, routingKey: "#")
+    }
+
+    // MARK: Publishing
+
+    /// Puts the channel in confirm mode: from now on the broker acknowledges every published message.
+    public func enableConfirms() throws(AMQPError) {
+        let state = try usableState()
+        guard !confirmsEnabled else { return }
+        amqp_confirm_select(state, Self.channel)
+        try check(amqp_get_rpc_reply(state), "enable publisher confirms")
+        confirmsEnabled = true
+    }
+
+    /// Publishes `messages` with at most `window` of them unconfirmed at any time, and waits up to `timeout`
+    /// for the broker to settle each.
+    ///
+    /// Returns one outcome per message, in order. `mandatory` makes an unroutable message come back as
+    /// `.returned` rather than vanish. When the connection fails part way, the messages not yet settled are
+    /// `.unconfirmed` and every later call throws; the caller reconnects and publishes them again.
+    public func publishConfirmed(
+        _ messages: [AMQPOutgoingMessage], window: Int, mandatory: Bool = true, timeout: Duration = .seconds(30)
+    ) throws(AMQPError) -> [PublishOutcome] {
+        _ = try usableState()
+        guard confirmsEnabled else {
+            throw AMQPError(.unexpectedFrame, "publisher confirms are not enabled on this channel", isRetriable: false)
+        }
+        var outcomes = [PublishOutcome](repeating: .unconfirmed, count: messages.count)
+        var pending = ConfirmTracker()
+        var returned = Set<Int>()
+        let deadline = ContinuousClock.now + timeout
+
+        func settle(_ incoming: Incoming) {
+            switch incoming {
+            case .settled(let tag, let multiple, let outcome):
+                for index in pending.settle(tag: tag, multiple: multiple) {
+                    outcomes[index] = returned.contains(index) ? .returned : outcome
+                }
+            case .returned(let message):
+                // A return names no sequence number, but comes before the ack of its message: the first
+                // unsettled message with the same routing key and body is the one (identical twins are alike).
+                if let index = pending.indices.first(where: {
+                    !returned.contains($0) && messages[$0].routingKey == message.routingKey
+                        && messages[$0].body == message.body
+                }) {
+                    returned.insert(index)
+                }
+            case .delivery(let delivery):
+                bufferedDeliveries.append(delivery)
+            case .other:
+                break
+            }
+        }
+
+        do {
+            for (index, message) in messages.enumerated() {
+                while pending.count >= max(window, 1) {
+                    guard let incoming = try readIncoming(until: deadline) else { return outcomes }
+                    settle(incoming)
+                }
+                let sequence = try publish(message, mandatory: mandatory)
+                pending.add(sequence: sequence, index: index)
+            }
+            while pending.count > 0 {
+                guard let incoming = try readIncoming(until: deadline) else { return outcomes }
+                settle(incoming)
+            }
+        } catch {
+            logger.warning(
+                "Publishing stopped: the connection failed",
+                metadata: [LogKey.error: "\(error.debugDescription)", LogKey.unconfirmed: "\(pending.count)"])
+        }
+        return outcomes
+    }
+
+    /// Sends one message; returns its confirm sequence number (meaningful in confirm mode only).
+    private func publish(_ message: AMQPOutgoingMessage, mandatory: Bool) throws(AMQPError) -> UInt64 {
+        let state = try usableState()
+        let arena = CArena()
+        var properties = arena.properties(message.properties)
+        let status = message.body.withUnsafeBufferPointer { body in
+            amqp_basic_publish(
+                state, Self.channel, amqp_cstring_bytes(message.exchange), amqp_cstring_bytes(message.routingKey),
+                mandatory ? 1 : 0, 0, &properties,
+                amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+        }
+        guard status == AMQP_STATUS_OK.rawValue else { throw fail(libraryError(status, "publish")) }
+        defer { nextPublishSequence += 1 }
+        return nextPublishSequence
+    }
+
+    /// Reads the next frame of interest, or returns nil once `deadline` has passed.
+    private func readIncoming(until deadline: ContinuousClock.Instant) throws(AMQPError) -> Incoming? {
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else { return nil }
+            guard let incoming = try readFrame(timeout: remaining) else { return nil }
+            if case .other = incoming { continue }
+            return incoming
+        }
+    }
+
+    // MARK: Consuming
+
+    /// Limits the unacknowledged deliveries the broker sends this channel to `count`.
+    public func setPrefetch(_ count: Int) throws(AMQPError) {
+        let state = try usableState()
+        amqp_basic_qos(state, Self.channel, 0, UInt16(clamping: count), 0)
+        try check(amqp_get_rpc_reply(state), "set the prefetch count")
+    }
+
+    /// Starts consuming `queue` with manual acknowledgements; returns the consumer tag.
+    @discardableResult
+    public func consume(_ queue: String) throws(AMQPError) -> String {
+        let state = try usableState()
+        let ok = amqp_basic_consume(
+            state, Self.channel, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
+        try check(amqp_get_rpc_reply(state), "consume queue \(queue)")
+        return ok.map { String(copying: $0.pointee.consumer_tag) } ?? ""
+    }
+
+    /// Stops the broker sending deliveries to `consumerTag`; those already sent still arrive and need an answer.
+    public func cancel(_ consumerTag: String) throws(AMQPError) {
+        let state = try usableState()
+        amqp_basic_cancel(state, Self.channel, amqp_cstring_bytes(consumerTag))
+        try check(amqp_get_rpc_reply(state), "cancel the consumer")
+    }
+
+    /// The next delivery, or nil when none arrives within `timeout`. Confirms read on the way are of no one's
+    /// interest here (publishing reads its own) and are dropped.
+    public func nextDelivery(timeout: Duration) throws(AMQPError) -> AMQPDelivery? {
+        if let delivery = bufferedDeliveries.popFirst() { return delivery }
+        let deadline = ContinuousClock.now + timeout
+        while let incoming = try readIncoming(until: deadline) {
+            if case .delivery(let delivery) = incoming { return delivery }
+        }
+        return nil
+    }
+
+    /// Acknowledges `deliveryTag`, and with `multiple` every earlier unacknowledged delivery too.
+    public func ack(_ deliveryTag: UInt64, multiple: Bool) throws(AMQPError) {
+        let state = try usableState()
+        let status = amqp_basic_ack(state, Self.channel, deliveryTag, multiple ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else { throw fail(libraryError(status, "acknowledge")) }
+    }
+
+    /// Rejects one delivery: back to the queue with `requeue`, else to the queue's dead-letter exchange.
+    public func reject(_ deliveryTag: UInt64, requeue: Bool) throws(AMQPError) {
+        let state = try usableState()
+        let status = amqp_basic_reject(state, Self.channel, deliveryTag, requeue ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else { throw fail(libraryError(status, "reject")) }
+    }
+
+    // MARK: Frames
+
+    private enum Incoming {
+        case delivery(AMQPDelivery)
+        case settled(tag: UInt64, multiple: Bool, outcome: PublishOutcome)
+        case returned(AMQPOutgoingMessage)
+        case other
+    }
+
+    /// Reads one frame (and the content frames of a message): nil on timeout; throws when the connection or
+    /// channel is closed, by the broker or by missed heartbeats.
+    private func readFrame(timeout: Duration) throws(AMQPError) -> Incoming? {
+        let state = try usableState()
+        amqp_maybe_release_buffers(state)
+        var frame = amqp_frame_t()
+        var wait = timeval(timeout)
+        let status = amqp_simple_wait_frame_noblock(state, &frame, &wait)
+        if status == AMQP_STATUS_TIMEOUT.rawValue { return nil }
+        guard status == AMQP_STATUS_OK.rawValue else { throw fail(libraryError(status, "read from the broker")) }
+        guard frame.frame_type == AMQP_FRAME_METHOD else { return .other }
+        let method = frame.payload.method
+        switch method.id {
+        case coworking_basic_deliver_method:
+            let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            let (properties, body) = try readContent(state, channel: frame.channel)
+            return .delivery(
+                AMQPDelivery(
+                    deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
+                    exchange: String(copying: deliver.exchange), routingKey: String(copying: deliver.routing_key),
+                    properties: properties, body: body))
+        case coworking_basic_ack_method:
+            let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            return .settled(tag: ack.delivery_tag, multiple: ack.multiple != 0, outcome: .confirmed)
+        case coworking_basic_nack_method:
+            let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            return .settled(tag: nack.delivery_tag, multiple: nack.multiple != 0, outcome: .nacked)
+        case coworking_basic_return_method:
+            let info = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+            let exchange = String(copying: info.exchange)
+            let routingKey = String(copying: info.routing_key)
+            let (properties, body) = try readContent(state, channel: frame.channel)
+            return .returned(
+                AMQPOutgoingMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body))
+        case coworking_connection_close_method, coworking_channel_close_method:
+            throw fail(closeError(method, action: "read from the broker"))
+        case coworking_basic_cancel_method:
+            throw fail(
+                AMQPError(.channelClosed, "the broker cancelled the consumer (was the queue deleted?)", isRetriable: true))
+        case coworking_connection_blocked_method:
+            logger.warning("RabbitMQ blocked this connection: publishing waits until it has resources again")
+            return .other
+        case coworking_connection_unblocked_method:
+            logger.notice("RabbitMQ unblocked this connection")
+            return .other
+        default:
+            return .other
+        }
+    }
+
+    /// Reads the header and body frames that follow a `basic.deliver` or `basic.return`.
+    private func readContent(_ state: amqp_connection_state_t, channel: amqp_channel_t) throws(AMQPError)
+        -> (AMQPProperties, [UInt8])
+    {
+        var message = amqp_message_t()
+        try check(amqp_read_message(state, channel, &message, 0), "read a message")
+        defer { amqp_destroy_message(&message) }
+        return (AMQPProperties(copying: message.properties), [UInt8](copying: message.body))
+    }
+
+    // MARK: Errors
+
+    private func usableState() throws(AMQPError) -> amqp_connection_state_t {
+        if let failure { throw failure }
+        guard let state else { throw AMQPError(.connectionClosed, "the connection was closed", isRetriable: true) }
+        return state
+    }
+
+    /// Records `error` as the reason the connection is unusable and returns it to be thrown. Every failure of a
+    /// library call ends the connection: after a lost reply the channel's state is unknown.
+    private func fail(_ error: AMQPError) -> AMQPError {
+        failure = failure ?? error
+        return error
+    }
+
+    private func check(_ reply: amqp_rpc_reply_t, _ action: String) throws(AMQPError) {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            throw fail(libraryError(reply.library_error, action))
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            throw fail(closeError(reply.reply, action: action))
+        default:
+            throw fail(AMQPError(.unexpectedFrame, "could not \(action): no reply", isRetriable: true))
+        }
+    }
+
+    private func libraryError(_ status: Int32, _ action: String) -> AMQPError {
+        let detail = statusText(status)
+        switch status {
+        case AMQP_STATUS_TIMEOUT.rawValue:
+            // A request without an answer leaves the channel in an unknown state: the connection is done.
+            return AMQPError(.timeout, "the broker did not answer in time to \(action)", detail: detail, isRetriable: true)
+        case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue, AMQP_STATUS_CONNECTION_CLOSED.rawValue,
+            AMQP_STATUS_SOCKET_ERROR.rawValue, AMQP_STATUS_SOCKET_CLOSED.rawValue:
+            return AMQPError(.connectionClosed, "the connection was lost trying to \(action)", detail: detail, isRetriable: true)
+        default:
+            return AMQPError(.unexpectedFrame, "could not \(action)", detail: detail, isRetriable: true)
+        }
+    }
+
+    /// The error for a `connection.close` or `channel.close` from the broker, answered with its `close-ok`.
+    private func closeError(_ method: amqp_method_t, action: String) -> AMQPError {
+        let isConnection = method.id == coworking_connection_close_method
+        let (code, text): (UInt16, String)
+        if isConnection {
+            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            (code, text) = (close.reply_code, String(copying: close.reply_text))
+            var ok = amqp_connection_close_ok_t()
+            if let state { _ = amqp_send_method(state, 0, coworking_connection_close_ok_method, &ok) }
+        } else {
+            let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            (code, text) = (close.reply_code, String(copying: close.reply_text))
+            var ok = amqp_channel_close_ok_t()
+            if let state { _ = amqp_send_method(state, Self.channel, coworking_channel_close_ok_method, &ok) }
+        }
+        let detail = "\(code) \(text)"
+        switch Int32(code) {
+        case AMQP_ACCESS_REFUSED, AMQP_NOT_ALLOWED:
+            return AMQPError(.accessRefused, "the broker refused access trying to \(action)", detail: detail, isRetriable: false)
+        case _ where isConnection:
+            return AMQPError(.connectionClosed, "the broker closed the connection trying to \(action)", detail: detail, isRetriable: true)
+        default:
+            return AMQPError(.channelClosed, "the broker closed the channel trying to \(action)", detail: detail, isRetriable: false)
+        }
+    }
+}
+
+/// How many messages a queue holds and how many consumers it has.
+public struct QueueStatus: Sendable, Equatable {
+    public var messageCount: Int
+    public var consumerCount: Int
+}
+
+private func statusText(_ status: Int32) -> String {
+    String(cString: amqp_error_string2(status))
+}
+
+extension timeval {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}

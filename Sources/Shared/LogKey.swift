@@ -1,0 +1,20 @@
+import Logging
+
+/// The metadata keys of every log message, in one place so that they stay consistent and searchable.
+public enum LogKey {
+    public static let error = "error"
+    public static let amqpHost = "amqp.host"
+    public static let amqpVirtualHost = "amqp.vhost"
+    public static let amqpDeliveryTag = "amqp.delivery_tag"
+    public static let unconfirmed = "amqp.unconfirmed"
+    public static let eventID = "event.id"
+    public static let rejectionReason = "event.rejection_reason"
+    public static let batchSize = "batch.size"
+    public static let dbHost = "db.host"
+    public static let dbName = "db.name"
+    public static let sqlState = "db.sqlstate"
+    public static let notice = "db.notice"
+    public static let schemaVersion = "schema.version"
+    public static let attempt = "retry.attempt"
+    public static let delay = "retry.delay"
+}

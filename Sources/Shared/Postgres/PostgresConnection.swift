@@ -1,0 +1,172 @@
+import CLibPQ
+import Foundation
+import Logging
+import Synchronization
+
+/// One PostgreSQL connection over libpq.
+///
+/// The actor runs on a thread of its own (`ThreadExecutor`), the only thread that touches the `PGconn`, so a
+/// slow statement blocks that thread and never Swift's cooperative pool. Values always travel as statement
+/// parameters, never spliced into SQL text. Several statements that belong together run in one hop with
+/// `withTransaction(_:)`, whose closure runs on the connection's thread.
+public actor PostgresConnection {
+    private let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    private var connection: OpaquePointer?
+    private let noticeSink: NoticeSink
+    private let broken = Atomic<Bool>(false)
+
+    private init(logger: Logger) {
+        self.executor = ThreadExecutor(name: "postgres")
+        self.noticeSink = NoticeSink(logger: logger)
+    }
+
+    /// Connects, or throws `connectionFailed` with libpq's text in `debugDescription`.
+    public static func connect(_ configuration: PostgresConfiguration, logger: Logger) async throws(PostgresError)
+        -> PostgresConnection
+    {
+        let connection = PostgresConnection(logger: logger)
+        try await connection.open(configuration)
+        return connection
+    }
+
+    isolated deinit {
+        if let connection { PQfinish(connection) }
+        executor.shutdown()
+    }
+
+    /// False once the connection has broken; a pool drops such a connection instead of reusing it.
+    public nonisolated var isUsable: Bool { !broken.load(ordering: .relaxed) }
+
+    private func open(_ configuration: PostgresConfiguration) throws(PostgresError) {
+        let parameters = configuration.connectionParameters
+        let connection = withCStrings(parameters.map(\.0) + [nil]) { keywords in
+            withCStrings(parameters.map(\.1) + [nil]) { values in PQconnectdbParams(keywords, values, 0) }
+        }
+        self.connection = connection
+        guard let connection, PQstatus(connection) == CONNECTION_OK else {
+            broken.store(true, ordering: .relaxed)
+            let text = connection.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            throw PostgresError(
+                .connectionFailed, "could not connect to the database",
+                serverMessage: text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        PQsetNoticeReceiver(
+            connection,
+            { context, result in
+                guard let context, let result else { return }
+                let sink = Unmanaged<NoticeSink>.fromOpaque(context).takeUnretainedValue()
+                sink.log(result)
+            }, Unmanaged.passUnretained(noticeSink).toOpaque())
+    }
+
+    /// Runs one statement with `parameters` bound to `$1`, `$2`, ...; returns its rows.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws(PostgresError)
+        -> PostgresRows
+    {
+        let connection = try usableConnection()
+        let result = withCStrings(parameters.map { $0?.postgresText }) { values in
+            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        return try rows(of: result)
+    }
+
+    /// Runs SQL text that takes no parameters and may hold several statements (a migration).
+    public func execute(_ sql: String) throws(PostgresError) {
+        let connection = try usableConnection()
+        let result = PQexec(connection, sql)
+        defer { PQclear(result) }
+        _ = try rows(of: result)
+    }
+
+    /// Runs `body` in a transaction on the connection's thread: committed when it returns, rolled back when it
+    /// throws. A failed `COMMIT` (a serialization failure) throws too, and nothing of the body took effect.
+    public func withTransaction<T: Sendable>(_ body: (isolated PostgresConnection) throws -> T) throws -> T {
+        try execute("BEGIN")
+        do {
+            let result = try body(self)
+            try execute("COMMIT")
+            return result
+        } catch {
+            if isUsable { try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    private func usableConnection() throws(PostgresError) -> OpaquePointer {
+        guard let connection, isUsable else {
+            throw PostgresError(.connectionLost, "the database connection is broken")
+        }
+        return connection
+    }
+
+    private func rows(of result: OpaquePointer?) throws(PostgresError) -> PostgresRows {
+        switch result.map(PQresultStatus) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            guard let result else { break }
+            let columnCount = Int(PQnfields(result))
+            let rowCount = Int(PQntuples(result))
+            let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+            var cells: [String?] = []
+            cells.reserveCapacity(rowCount * columnCount)
+            for row in 0..<Int32(rowCount) {
+                for column in 0..<Int32(columnCount) {
+                    cells.append(PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column)))
+                }
+            }
+            let affected = Int(String(cString: PQcmdTuples(result))) ?? rowCount
+            return PostgresRows(columns: columns, cells: cells, affectedRows: affected)
+        default:
+            break
+        }
+        throw statementError(result)
+    }
+
+    private func statementError(_ result: OpaquePointer?) -> PostgresError {
+        guard let connection, PQstatus(connection) == CONNECTION_OK else {
+            broken.store(true, ordering: .relaxed)
+            let text = connection.map { String(cString: PQerrorMessage($0)) } ?? ""
+            return PostgresError(
+                .connectionLost, "the database connection was lost",
+                serverMessage: text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        guard let result else {
+            return PostgresError(.statementFailed, "the statement failed", serverMessage: String(cString: PQerrorMessage(connection)))
+        }
+        let sqlState = field(result, coworking_diag_sqlstate)
+        var serverMessage = field(result, coworking_diag_message_primary) ?? ""
+        if let detail = field(result, coworking_diag_message_detail) { serverMessage += " (\(detail))" }
+        return PostgresError(.statementFailed, "the statement failed", sqlState: sqlState, serverMessage: serverMessage)
+    }
+}
+
+private func field(_ result: OpaquePointer, _ code: some BinaryInteger) -> String? {
+    PQresultErrorField(result, Int32(code)).map { String(cString: $0) }
+}
+
+/// Routes the server's notices (`RAISE NOTICE`, "relation already exists, skipping") to the logger instead of
+/// libpq's default, standard error.
+private final class NoticeSink: Sendable {
+    let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func log(_ result: OpaquePointer) {
+        let message = field(result, coworking_diag_message_primary) ?? ""
+        let level: Logger.Level = field(result, coworking_diag_severity) == "WARNING" ? .warning : .debug
+        logger.log(level: level, "PostgreSQL sent a notice", metadata: [LogKey.notice: "\(message)"])
+    }
+}
+
+/// Calls `body` with an array of C strings for `strings` (NULL for nil, and NULL for an empty array), valid
+/// only during the call.
+private func withCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    let copies: [UnsafePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) }.map { UnsafePointer($0) } }
+    defer { copies.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
+    return copies.withUnsafeBufferPointer { body($0.baseAddress) }
+}
