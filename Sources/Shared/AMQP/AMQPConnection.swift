@@ -1,6 +1,6 @@
 import CRabbitMQ
-import Glibc
 import DequeModule
+import Glibc
 import Logging
 
 /// One AMQP 0-9-1 connection to RabbitMQ with one channel, over librabbitmq.
@@ -56,6 +56,17 @@ public actor AMQPConnection {
     /// Whether the connection can still be used.
     public var isOpen: Bool { state != nil && failure == nil }
 
+    /// The local TCP port, which names the connection in RabbitMQ's tools ("127.0.0.1:PORT -> 127.0.0.1:5672").
+    public var localPort: Int? {
+        guard let state else { return nil }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let status = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(amqp_get_sockfd(state), $0, &length) }
+        }
+        return status == 0 ? Int(UInt16(bigEndian: address.sin_port)) : nil
+    }
+
     private func open() throws(AMQPError) {
         guard let state = amqp_new_connection() else {
             throw AMQPError(.connectionFailed, "could not allocate a connection", isRetriable: false)
@@ -106,8 +117,8 @@ public actor AMQPConnection {
     /// Declares an exchange (durable, not auto-deleted).
     public func declareExchange(_ name: String, type: String) throws(AMQPError) {
         let state = try usableState()
-        amqp_exchange_declare(
-            state, Self.channel, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table)
+        let arena = CArena()
+        amqp_exchange_declare(state, Self.channel, arena.bytes(name), arena.bytes(type), 0, 1, 0, 0, amqp_empty_table)
         try check(amqp_get_rpc_reply(state), "declare exchange \(name)")
     }
 
@@ -126,32 +137,36 @@ public actor AMQPConnection {
         let state = try usableState()
         let arena = CArena()
         let ok = amqp_queue_declare(
-            state, Self.channel, amqp_cstring_bytes(name), passive ? 1 : 0, 1, 0, 0, arena.table(arguments))
+            state, Self.channel, arena.bytes(name), passive ? 1 : 0, 1, 0, 0, arena.table(arguments))
         try check(amqp_get_rpc_reply(state), "declare queue \(name)")
-        guard let ok else { throw fail(AMQPError(.unexpectedFrame, "no reply to a queue declaration", isRetriable: true)) }
+        guard let ok else {
+            throw fail(AMQPError(.unexpectedFrame, "no reply to a queue declaration", isRetriable: true))
+        }
         return QueueStatus(messageCount: Int(ok.pointee.message_count), consumerCount: Int(ok.pointee.consumer_count))
     }
 
     /// Binds `queue` to `exchange` for `routingKey` (`#` for every key of a topic exchange).
     public func bindQueue(_ queue: String, to exchange: String, routingKey: String) throws(AMQPError) {
         let state = try usableState()
+        let arena = CArena()
         amqp_queue_bind(
-            state, Self.channel, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange), amqp_cstring_bytes(routingKey),
-            amqp_empty_table)
+            state, Self.channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
         try check(amqp_get_rpc_reply(state), "bind queue \(queue)")
     }
 
     /// Deletes a queue and the messages in it.
     public func deleteQueue(_ name: String) throws(AMQPError) {
         let state = try usableState()
-        amqp_queue_delete(state, Self.channel, amqp_cstring_bytes(name), 0, 0)
+        let arena = CArena()
+        amqp_queue_delete(state, Self.channel, arena.bytes(name), 0, 0)
         try check(amqp_get_rpc_reply(state), "delete queue \(name)")
     }
 
     /// Deletes an exchange.
     public func deleteExchange(_ name: String) throws(AMQPError) {
         let state = try usableState()
-        amqp_exchange_delete(state, Self.channel, amqp_cstring_bytes(name), 0)
+        let arena = CArena()
+        amqp_exchange_delete(state, Self.channel, arena.bytes(name), 0)
         try check(amqp_get_rpc_reply(state), "delete exchange \(name)")
     }
 
@@ -225,13 +240,14 @@ public actor AMQPConnection {
             }
         }
 
+        let arena = CArena()
         do {
             for (index, message) in messages.enumerated() {
                 while pending.count >= max(window, 1) {
                     guard let incoming = try readIncoming(until: deadline) else { return outcomes }
                     settle(incoming)
                 }
-                let sequence = try publish(message, mandatory: mandatory)
+                let sequence = try publish(message, mandatory: mandatory, arena: arena)
                 pending.add(sequence: sequence, index: index)
             }
             while pending.count > 0 {
@@ -246,14 +262,15 @@ public actor AMQPConnection {
         return outcomes
     }
 
-    /// Sends one message; returns its confirm sequence number (meaningful in confirm mode only).
-    private func publish(_ message: AMQPOutgoingMessage, mandatory: Bool) throws(AMQPError) -> UInt64 {
+    /// Sends one message; returns its confirm sequence number (meaningful in confirm mode only). `arena` holds
+    /// the C copies of its properties and names until the next message reuses it.
+    private func publish(_ message: AMQPOutgoingMessage, mandatory: Bool, arena: CArena) throws(AMQPError) -> UInt64 {
         let state = try usableState()
-        let arena = CArena()
+        arena.recycle()
         var properties = arena.properties(message.properties)
         let status = message.body.withUnsafeBufferPointer { body in
             amqp_basic_publish(
-                state, Self.channel, amqp_cstring_bytes(message.exchange), amqp_cstring_bytes(message.routingKey),
+                state, Self.channel, arena.bytes(message.exchange), arena.bytes(message.routingKey),
                 mandatory ? 1 : 0, 0, &properties,
                 amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
         }
@@ -286,8 +303,9 @@ public actor AMQPConnection {
     @discardableResult
     public func consume(_ queue: String) throws(AMQPError) -> String {
         let state = try usableState()
+        let arena = CArena()
         let ok = amqp_basic_consume(
-            state, Self.channel, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
+            state, Self.channel, arena.bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
         try check(amqp_get_rpc_reply(state), "consume queue \(queue)")
         return ok.map { String(copying: $0.pointee.consumer_tag) } ?? ""
     }
@@ -295,7 +313,8 @@ public actor AMQPConnection {
     /// Stops the broker sending deliveries to `consumerTag`; those already sent still arrive and need an answer.
     public func cancel(_ consumerTag: String) throws(AMQPError) {
         let state = try usableState()
-        amqp_basic_cancel(state, Self.channel, amqp_cstring_bytes(consumerTag))
+        let arena = CArena()
+        amqp_basic_cancel(state, Self.channel, arena.bytes(consumerTag))
         try check(amqp_get_rpc_reply(state), "cancel the consumer")
     }
 
@@ -371,7 +390,8 @@ public actor AMQPConnection {
             throw fail(closeError(method, action: "read from the broker"))
         case coworking_basic_cancel_method:
             throw fail(
-                AMQPError(.channelClosed, "the broker cancelled the consumer (was the queue deleted?)", isRetriable: true))
+                AMQPError(
+                    .channelClosed, "the broker cancelled the consumer (was the queue deleted?)", isRetriable: true))
         case coworking_connection_blocked_method:
             logger.warning("RabbitMQ blocked this connection: publishing waits until it has resources again")
             return .other
@@ -426,10 +446,12 @@ public actor AMQPConnection {
         switch status {
         case AMQP_STATUS_TIMEOUT.rawValue:
             // A request without an answer leaves the channel in an unknown state: the connection is done.
-            return AMQPError(.timeout, "the broker did not answer in time to \(action)", detail: detail, isRetriable: true)
+            return AMQPError(
+                .timeout, "the broker did not answer in time to \(action)", detail: detail, isRetriable: true)
         case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue, AMQP_STATUS_CONNECTION_CLOSED.rawValue,
             AMQP_STATUS_SOCKET_ERROR.rawValue, AMQP_STATUS_SOCKET_CLOSED.rawValue:
-            return AMQPError(.connectionClosed, "the connection was lost trying to \(action)", detail: detail, isRetriable: true)
+            return AMQPError(
+                .connectionClosed, "the connection was lost trying to \(action)", detail: detail, isRetriable: true)
         default:
             return AMQPError(.unexpectedFrame, "could not \(action)", detail: detail, isRetriable: true)
         }
@@ -453,11 +475,15 @@ public actor AMQPConnection {
         let detail = "\(code) \(text)"
         switch Int32(code) {
         case AMQP_ACCESS_REFUSED, AMQP_NOT_ALLOWED:
-            return AMQPError(.accessRefused, "the broker refused access trying to \(action)", detail: detail, isRetriable: false)
+            return AMQPError(
+                .accessRefused, "the broker refused access trying to \(action)", detail: detail, isRetriable: false)
         case _ where isConnection:
-            return AMQPError(.connectionClosed, "the broker closed the connection trying to \(action)", detail: detail, isRetriable: true)
+            return AMQPError(
+                .connectionClosed, "the broker closed the connection trying to \(action)", detail: detail,
+                isRetriable: true)
         default:
-            return AMQPError(.channelClosed, "the broker closed the channel trying to \(action)", detail: detail, isRetriable: false)
+            return AMQPError(
+                .channelClosed, "the broker closed the channel trying to \(action)", detail: detail, isRetriable: false)
         }
     }
 }
@@ -466,6 +492,11 @@ public actor AMQPConnection {
 public struct QueueStatus: Sendable, Equatable {
     public var messageCount: Int
     public var consumerCount: Int
+
+    public init(messageCount: Int, consumerCount: Int) {
+        self.messageCount = messageCount
+        self.consumerCount = consumerCount
+    }
 }
 
 private func statusText(_ status: Int32) -> String {

@@ -17,6 +17,11 @@ final class CArena {
         pool.deallocate()
     }
 
+    /// Frees what the arena holds for reuse, keeping its first page.
+    func recycle() {
+        recycle_amqp_pool(pool)
+    }
+
     func bytes(_ bytes: some Collection<UInt8>) -> amqp_bytes_t {
         guard !bytes.isEmpty else { return amqp_bytes_t(len: 0, bytes: nil) }
         var result = amqp_bytes_t()

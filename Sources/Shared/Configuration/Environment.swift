@@ -41,7 +41,8 @@ public struct Environment: Sendable {
     }
 
     /// An integer in `range`, or `defaultValue` when the variable is absent.
-    public func integer(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(ConfigurationError)
+    public func integer(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>)
+        throws(ConfigurationError)
         -> Int
     {
         guard let text = self[name] else { return defaultValue }

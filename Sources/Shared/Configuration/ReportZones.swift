@@ -21,7 +21,8 @@ public struct ReportZones: Sendable, Equatable {
                 let name = item.trimmingCharacters(in: .whitespaces)
                 guard !name.isEmpty else { continue }
                 guard isKnownTimeZone(name) else {
-                    throw ConfigurationError(variable: "REPORT_TIMEZONES", problem: "names an unknown time zone \(quoted(name))")
+                    throw ConfigurationError(
+                        variable: "REPORT_TIMEZONES", problem: "names an unknown time zone \(quoted(name))")
                 }
                 if !folded.contains(name) { folded.append(name) }
             }
@@ -29,16 +30,36 @@ public struct ReportZones: Sendable, Equatable {
         if folded.isEmpty { folded = ["UTC"] }
         let defaultZone = environment["REPORT_TIMEZONE"] ?? "UTC"
         guard isKnownTimeZone(defaultZone) else {
-            throw ConfigurationError(variable: "REPORT_TIMEZONE", problem: "names an unknown time zone \(quoted(defaultZone))")
+            throw ConfigurationError(
+                variable: "REPORT_TIMEZONE", problem: "names an unknown time zone \(quoted(defaultZone))")
         }
         return ReportZones(folded: folded, defaultZone: defaultZone)
     }
 }
 
-/// Whether `name` is an IANA zone name this machine knows ("Asia/Kathmandu", "UTC"), rather than an
-/// abbreviation or offset that Foundation would also accept ("IST", "GMT+5").
+/// Whether `name` is an IANA zone name ("Asia/Kathmandu", "UTC") of the system's tz database, which PostgreSQL
+/// reads too, rather than an abbreviation ("IST") that PostgreSQL would take for a fixed offset.
 public func isKnownTimeZone(_ name: String) -> Bool {
     knownTimeZoneIdentifiers.contains(name)
 }
 
-private let knownTimeZoneIdentifiers = Set(TimeZone.knownTimeZoneIdentifiers).union(["UTC"])
+/// The zone names of the tz database: the files under `/usr/share/zoneinfo` whose names start with an upper-case
+/// letter (the rest are tables and the `posix/`, `right/` variants). Foundation's list, from ICU, is the fallback
+/// on a system without that folder; it lacks some current names such as `Asia/Kolkata`.
+private let knownTimeZoneIdentifiers: Set<String> = {
+    let root = "/usr/share/zoneinfo/"
+    guard let files = FileManager.default.enumerator(atPath: root) else {
+        return Set(TimeZone.knownTimeZoneIdentifiers).union(["UTC"])
+    }
+    var names: Set<String> = []
+    for case let path as String in files {
+        guard let first = path.unicodeScalars.first, CharacterSet.uppercaseLetters.contains(first),
+            path != "Factory", !path.hasSuffix(".tab")
+        else { continue }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: root + path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            names.insert(path)
+        }
+    }
+    return names.isEmpty ? Set(TimeZone.knownTimeZoneIdentifiers).union(["UTC"]) : names
+}()

@@ -112,7 +112,8 @@ public struct EventDecoder: Sendable {
         }
         guard instant <= now.adding(seconds: rules.maxFutureSkewSeconds) else {
             throw EventRejection(
-                .tooFarInFuture, "occurred_at is more than \(rules.maxFutureSkewSeconds) s ahead of the consumer's clock")
+                .tooFarInFuture,
+                "occurred_at is more than \(rules.maxFutureSkewSeconds) s ahead of the consumer's clock")
         }
         return instant
     }

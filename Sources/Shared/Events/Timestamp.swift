@@ -12,7 +12,8 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     /// The instant of a UTC calendar date and time.
-    public init(year: Int, month: Int, day: Int, hour: Int = 0, minute: Int = 0, second: Int = 0, microsecond: Int = 0) {
+    public init(year: Int, month: Int, day: Int, hour: Int = 0, minute: Int = 0, second: Int = 0, microsecond: Int = 0)
+    {
         let days = Int64(daysFromCivil(year: year, month: month, day: day))
         let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second)
         self.init(microsecondsSinceEpoch: seconds * 1_000_000 + Int64(microsecond))
@@ -54,7 +55,8 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// printed a naive UTC `timestamp`, kept for `user_visits`.
     public var legacyText: String {
         let f = utcFields
-        let base = "\(pad(f.year, 4))-\(pad(f.month, 2))-\(pad(f.day, 2)) \(pad(f.hour, 2)):\(pad(f.minute, 2)):"
+        let base =
+            "\(pad(f.year, 4))-\(pad(f.month, 2))-\(pad(f.day, 2)) \(pad(f.hour, 2)):\(pad(f.minute, 2)):"
             + pad(f.second, 2)
         return f.microsecond == 0 ? base : base + "." + pad(f.microsecond, 6)
     }

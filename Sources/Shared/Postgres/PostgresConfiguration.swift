@@ -59,7 +59,8 @@ public struct PostgresConfiguration: Sendable, Equatable {
         if let schema = environment["DB_SCHEMA"] {
             guard isPlainIdentifier(schema) else {
                 throw ConfigurationError(
-                    variable: "DB_SCHEMA", problem: "must be a lower-case SQL identifier (a-z, 0-9, _), got \(quoted(schema))")
+                    variable: "DB_SCHEMA",
+                    problem: "must be a lower-case SQL identifier (a-z, 0-9, _), got \(quoted(schema))")
             }
             configuration.schema = schema
         }
@@ -119,5 +120,7 @@ public struct PostgresConfiguration: Sendable, Equatable {
 /// Whether `name` is a lower-case SQL identifier that needs no quoting: safe to place in SQL text.
 public func isPlainIdentifier(_ name: String) -> Bool {
     guard let first = name.utf8.first, (1...63).contains(name.utf8.count), !isDigit(first) else { return false }
-    return name.utf8.allSatisfy { isDigit($0) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_") }
+    return name.utf8.allSatisfy {
+        isDigit($0) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_")
+    }
 }

@@ -84,7 +84,7 @@ public actor PostgresConnection {
 
     /// Runs `body` in a transaction on the connection's thread: committed when it returns, rolled back when it
     /// throws. A failed `COMMIT` (a serialization failure) throws too, and nothing of the body took effect.
-    public func withTransaction<T: Sendable>(_ body: (isolated PostgresConnection) throws -> T) throws -> T {
+    public func withTransaction<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T) throws -> T {
         try execute("BEGIN")
         do {
             let result = try body(self)
@@ -114,7 +114,8 @@ public actor PostgresConnection {
             cells.reserveCapacity(rowCount * columnCount)
             for row in 0..<Int32(rowCount) {
                 for column in 0..<Int32(columnCount) {
-                    cells.append(PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column)))
+                    cells.append(
+                        PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column)))
                 }
             }
             let affected = Int(String(cString: PQcmdTuples(result))) ?? rowCount
@@ -134,7 +135,8 @@ public actor PostgresConnection {
                 serverMessage: text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         guard let result else {
-            return PostgresError(.statementFailed, "the statement failed", serverMessage: String(cString: PQerrorMessage(connection)))
+            return PostgresError(
+                .statementFailed, "the statement failed", serverMessage: String(cString: PQerrorMessage(connection)))
         }
         let sqlState = field(result, coworking_diag_sqlstate)
         var serverMessage = field(result, coworking_diag_message_primary) ?? ""

@@ -111,7 +111,8 @@ public struct PostgresRow: Sendable {
         guard text.hasSuffix("+00"), let space = text.firstIndex(of: " ") else {
             throw unexpected(index, "is not a UTC timestamp")
         }
-        let rfc3339 = text[..<space] + "T" + text[text.index(after: space)..<text.index(text.endIndex, offsetBy: -3)] + "Z"
+        let rfc3339 =
+            text[..<space] + "T" + text[text.index(after: space)..<text.index(text.endIndex, offsetBy: -3)] + "Z"
         guard let timestamp = try? Timestamp(rfc3339: String(rfc3339)) else {
             throw unexpected(index, "is not a UTC timestamp")
         }

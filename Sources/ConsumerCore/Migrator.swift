@@ -1,0 +1,137 @@
+import Logging
+import Shared
+
+/// What `consumer migrate` does: bring the schema to the latest version and the folded zones in line with
+/// `REPORT_TIMEZONES`.
+public struct Migrator: Sendable {
+    /// The schema the tables live in (`DB_SCHEMA`).
+    public var schema: String
+    /// The zones to keep daily and hourly rows for.
+    public var zones: [String]
+    /// `DB_READER_ROLE`: a role that gets USAGE on the schema and SELECT on its tables (the report API's).
+    public var readerRole: String?
+
+    public init(schema: String, zones: [String], readerRole: String? = nil) {
+        self.schema = schema
+        self.zones = zones
+        self.readerRole = readerRole
+    }
+
+    /// The newest schema version this program knows.
+    public static var latestVersion: Int { migrations.last?.version ?? 0 }
+
+    /// What a run changed.
+    public struct Report: Sendable, Equatable {
+        public var appliedVersions: [Int]
+        public var addedZones: [String]
+        public var removedZones: [String]
+        public var version: Int
+
+        public init(appliedVersions: [Int], addedZones: [String], removedZones: [String], version: Int) {
+            self.appliedVersions = appliedVersions
+            self.addedZones = addedZones
+            self.removedZones = removedZones
+            self.version = version
+        }
+    }
+
+    /// Migrates in one transaction under an advisory lock, so replicas that start together take turns and all
+    /// but the first find nothing to do. A failure leaves the database as it was.
+    public func run(on connection: PostgresConnection, logger: Logger) async throws -> Report {
+        let schema = self.schema
+        let zones = self.zones
+        let readerRole = self.readerRole
+        guard isPlainIdentifier(schema) else {
+            throw PostgresError(.unexpectedResult, "the schema name must be a lower-case SQL identifier")
+        }
+        if let readerRole, !isPlainIdentifier(readerRole) {
+            throw PostgresError(.unexpectedResult, "the reader role must be a lower-case SQL identifier")
+        }
+        let report = try await connection.withTransaction { connection in
+            try connection.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["coworking.migrate." + schema])
+            // Identifiers cannot be parameters; both were checked to be plain identifiers above.
+            try connection.execute("CREATE SCHEMA IF NOT EXISTS \"\(schema)\"")
+            try connection.execute(
+                """
+                CREATE TABLE IF NOT EXISTS "\(schema)".schema_migrations (
+                    version integer PRIMARY KEY,
+                    description text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """)
+            let current = try connection.query("SELECT coalesce(max(version), 0) FROM \"\(schema)\".schema_migrations")[
+                0
+            ]
+            .int(0)
+            var applied: [Int] = []
+            for migration in migrations where migration.version > current {
+                try connection.execute("SET LOCAL search_path TO \"\(schema)\"")
+                try connection.execute(migration.sql)
+                try connection.query(
+                    "INSERT INTO \"\(schema)\".schema_migrations (version, description) VALUES ($1, $2)",
+                    [migration.version, migration.description])
+                applied.append(migration.version)
+            }
+            try connection.execute("SET LOCAL search_path TO \"\(schema)\"")
+            let (added, removed) = try Self.synchronizeZones(zones, on: connection)
+            if let readerRole {
+                try connection.execute(
+                    """
+                    GRANT USAGE ON SCHEMA "\(schema)" TO "\(readerRole)";
+                    GRANT SELECT ON ALL TABLES IN SCHEMA "\(schema)" TO "\(readerRole)"
+                    """)
+            }
+            return Report(
+                appliedVersions: applied, addedZones: added, removedZones: removed,
+                version: max(current, applied.last ?? 0))
+        }
+        for version in report.appliedVersions {
+            logger.info("Applied a schema migration", metadata: [LogKey.schemaVersion: "\(version)"])
+        }
+        return report
+    }
+
+    /// Makes `report_zones` hold exactly `zones`, each added one filled from the 15-minute rows before it is
+    /// marked ready. Runs inside the migration's transaction.
+    private static func synchronizeZones(_ zones: [String], on connection: isolated PostgresConnection) throws
+        -> (added: [String], removed: [String])
+    {
+        let existing = Set(try connection.query("SELECT zone FROM report_zones").rows.map { try $0.string(0) })
+        let removed = existing.subtracting(zones).sorted()
+        for zone in removed {
+            try connection.query("DELETE FROM visits_daily WHERE zone = $1", [zone])
+            try connection.query("DELETE FROM visits_hourly WHERE zone = $1", [zone])
+            try connection.query("DELETE FROM report_zones WHERE zone = $1", [zone])
+        }
+        let added = zones.filter { !existing.contains($0) }
+        guard !added.isEmpty else { return ([], removed) }
+        for zone in added {
+            let known = try connection.query("SELECT count(*) FROM pg_timezone_names WHERE name = $1", [zone])[0].int(0)
+            guard known > 0 else {
+                throw PostgresError(.unexpectedResult, "PostgreSQL does not know the time zone \(zone)")
+            }
+        }
+        // Consumers fold into every zone of report_zones as they write the 15-minute rows. This lock waits for
+        // the batches in flight and holds off new ones, so each visit lands in a new zone's rows exactly once:
+        // through this fill, or through a batch committed after it.
+        try connection.execute("LOCK TABLE visits_quarter_hour IN SHARE MODE")
+        for zone in added {
+            try connection.query("INSERT INTO report_zones (zone) VALUES ($1)", [zone])
+            try connection.query(
+                """
+                INSERT INTO visits_daily (zone, day, space_id, visits)
+                SELECT $1::text, (bucket_start AT TIME ZONE $1::text)::date, space_id, sum(visits)
+                FROM visits_quarter_hour GROUP BY 2, 3
+                """, [zone])
+            try connection.query(
+                """
+                INSERT INTO visits_hourly (zone, day, hour, space_id, visits)
+                SELECT $1::text, (bucket_start AT TIME ZONE $1::text)::date,
+                       extract(hour FROM bucket_start AT TIME ZONE $1::text)::smallint, space_id, sum(visits)
+                FROM visits_quarter_hour GROUP BY 2, 3, 4
+                """, [zone])
+            try connection.query("UPDATE report_zones SET ready = true, filled_at = now() WHERE zone = $1", [zone])
+        }
+        return (added, removed)
+    }
+}

@@ -1,0 +1,95 @@
+import ConsumerCore
+import Shared
+import Testing
+
+@Suite("consumer migrate against PostgreSQL")
+struct MigratorTests {
+    static func connect(_ schema: String) async throws -> PostgresConnection {
+        try await PostgresConnection.connect(TestServers.database(schema: schema), logger: TestServers.logger)
+    }
+
+    static func drop(_ schema: String) async throws {
+        try await connect("public").execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+    }
+
+    @Test func aSecondRunFindsNothingToDo() async throws {
+        let schema = TestServers.uniqueName("migrate")
+        let migrator = Migrator(schema: schema, zones: ["UTC"])
+        let first = try await migrator.run(on: Self.connect(schema), logger: TestServers.logger)
+        #expect(first == Migrator.Report(appliedVersions: [1], addedZones: ["UTC"], removedZones: [], version: 1))
+        let second = try await migrator.run(on: Self.connect(schema), logger: TestServers.logger)
+        #expect(second == Migrator.Report(appliedVersions: [], addedZones: [], removedZones: [], version: 1))
+        let tables = try await Self.connect(schema).query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1", [schema])
+        #expect(
+            try tables.rows.map { try $0.string(0) } == [
+                "counted_events", "fold_totals", "report_zones", "schema_migrations", "user_activity", "visits_daily",
+                "visits_hourly", "visits_quarter_hour",
+            ])
+        try await Self.drop(schema)
+    }
+
+    @Test func replicasMigratingAtOnceApplyEachStepExactlyOnce() async throws {
+        let schema = TestServers.uniqueName("race")
+        let migrator = Migrator(schema: schema, zones: ["UTC", "Asia/Kolkata"])
+        let reports = try await withThrowingTaskGroup(of: Migrator.Report.self) { group in
+            for _ in 0..<5 {
+                group.addTask { try await migrator.run(on: Self.connect(schema), logger: TestServers.logger) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(reports.flatMap(\.appliedVersions) == [1])
+        #expect(reports.flatMap(\.addedZones).sorted() == ["Asia/Kolkata", "UTC"])
+        #expect(reports.allSatisfy { $0.version == 1 })
+        let ready = try await Self.connect(schema).query("SELECT zone FROM report_zones WHERE ready ORDER BY zone")
+        #expect(try ready.rows.map { try $0.string(0) } == ["Asia/Kolkata", "UTC"])
+        try await Self.drop(schema)
+    }
+
+    @Test func anAddedZoneIsFilledExactlyFromTheQuarterHourRows() async throws {
+        let schema = TestServers.uniqueName("zones")
+        _ = try await Migrator(schema: schema, zones: ["UTC"]).run(on: Self.connect(schema), logger: TestServers.logger)
+        let connection = try await Self.connect(schema)
+        // Kathmandu is UTC+05:45: 18:15Z is 00:00 the next local day, 18:00Z still 23:45 the same day.
+        try await connection.query(
+            """
+            INSERT INTO visits_quarter_hour (bucket_start, space_id, visits) VALUES
+            ('2023-02-07 18:00Z', 'hq', 2), ('2023-02-07 18:15Z', 'hq', 3), ('2023-02-07 18:15Z', 'annex', 1),
+            ('2023-02-08 09:30Z', 'hq', 4)
+            """)
+        let report = try await Migrator(schema: schema, zones: ["UTC", "Asia/Kathmandu"]).run(
+            on: connection, logger: TestServers.logger)
+        #expect(report.addedZones == ["Asia/Kathmandu"])
+        let daily = try await connection.query(
+            "SELECT day::text, space_id, visits FROM visits_daily WHERE zone = 'Asia/Kathmandu' ORDER BY 1, 2")
+        #expect(
+            try daily.rows.map { "\(try $0.string(0)) \(try $0.string(1)) \(try $0.int(2))" } == [
+                "2023-02-07 hq 2", "2023-02-08 annex 1", "2023-02-08 hq 7",
+            ])
+        let hourly = try await connection.query(
+            "SELECT day::text, hour, space_id, visits FROM visits_hourly WHERE zone = 'Asia/Kathmandu' ORDER BY 1, 2, 3"
+        )
+        #expect(
+            try hourly.rows.map { "\(try $0.string(0)) \(try $0.int(1)) \(try $0.string(2)) \(try $0.int(3))" } == [
+                "2023-02-07 23 hq 2", "2023-02-08 0 annex 1", "2023-02-08 0 hq 3", "2023-02-08 15 hq 4",
+            ])
+
+        let removal = try await Migrator(schema: schema, zones: ["Asia/Kathmandu"]).run(
+            on: connection, logger: TestServers.logger)
+        #expect(removal.removedZones == ["UTC"])
+        #expect(try await connection.query("SELECT count(*) FROM visits_daily WHERE zone = 'UTC'")[0].int(0) == 0)
+        try await Self.drop(schema)
+    }
+
+    @Test func aZoneUnknownToPostgreSQLChangesNothing() async throws {
+        let schema = TestServers.uniqueName("badzone")
+        _ = try await Migrator(schema: schema, zones: ["UTC"]).run(on: Self.connect(schema), logger: TestServers.logger)
+        await #expect(throws: PostgresError.self) {
+            try await Migrator(schema: schema, zones: ["UTC", "Not/AZone"]).run(
+                on: Self.connect(schema), logger: TestServers.logger)
+        }
+        let zones = try await Self.connect(schema).query("SELECT zone FROM report_zones")
+        #expect(try zones.rows.map { try $0.string(0) } == ["UTC"])
+        try await Self.drop(schema)
+    }
+}

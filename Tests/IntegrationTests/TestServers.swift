@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import Shared
+import Synchronization
+import Testing
+
+/// The real RabbitMQ and PostgreSQL that `scripts/services up` starts, found through the variables it prints.
+/// A missing variable fails the test with a message saying how to start the servers: CI always has them.
+enum TestServers {
+    static func variable(_ name: String) throws -> String {
+        try #require(
+            ProcessInfo.processInfo.environment[name],
+            "\(name) is not set: run scripts/test, or eval \"$(scripts/services up)\" before swift test")
+    }
+
+    static func amqp() throws -> AMQPConfiguration {
+        var configuration = try AMQPConfiguration(url: variable("AMQP_URL"))
+        configuration.timeoutSeconds = 5
+        return configuration
+    }
+
+    /// The owner role's database settings, in a schema of the test's own.
+    static func database(schema: String = "public") throws -> PostgresConfiguration {
+        var configuration = try PostgresConfiguration(url: variable("DATABASE_URL"))
+        configuration.schema = schema
+        return configuration
+    }
+
+    /// The SELECT-only role's database settings.
+    static func readerDatabase(schema: String) throws -> PostgresConfiguration {
+        var configuration = try PostgresConfiguration(url: variable("READER_DATABASE_URL"))
+        configuration.schema = schema
+        return configuration
+    }
+
+    /// A name no other test uses, so that tests running in parallel never share a queue or a schema.
+    static func uniqueName(_ prefix: String) -> String {
+        "test_\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    static let logger = Logger(label: "test")
+}
+
+/// A log handler that keeps what it is given, to check what a component logs.
+struct CapturingLogHandler: LogHandler {
+    struct Entry: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: Logger.Metadata
+    }
+
+    final class Store: Sendable {
+        let entries = Mutex<[Entry]>([])
+    }
+
+    let store: Store
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    init(store: Store) {
+        self.store = store
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        store.entries.withLock {
+            $0.append(Entry(level: event.level, message: event.message.description, metadata: event.metadata ?? [:]))
+        }
+    }
+
+    static func logger() -> (Logger, Store) {
+        let store = Store()
+        return (Logger(label: "capture") { _ in CapturingLogHandler(store: store) }, store)
+    }
+}

@@ -1,0 +1,157 @@
+import Logging
+import Shared
+import Testing
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test func databaseSettingsComeFromTheLegacyVariables() throws {
+        let configuration = try PostgresConfiguration.fromEnvironment(
+            Environment([
+                "DB_HOST": "db.internal", "DB_PORT": "6432", "DB_NAME": "coworking", "DB_USERNAME": "app",
+                "DB_PASSWORD": "s3cret",
+            ]), applicationName: "test")
+        #expect(
+            configuration
+                == PostgresConfiguration(
+                    host: "db.internal", port: 6432, database: "coworking", user: "app", password: "s3cret",
+                    applicationName: "test"))
+    }
+
+    @Test func databaseURLWinsOverTheLegacyVariables() throws {
+        let configuration = try PostgresConfiguration.fromEnvironment(
+            Environment([
+                "DATABASE_URL": "postgresql://u%40x:p%2Fw@pg:5433/analytics?sslmode=require",
+                "DB_HOST": "ignored", "DB_PORT": "not a port", "DB_SCHEMA": "tenant_7",
+            ]), applicationName: "test")
+        #expect(configuration.host == "pg")
+        #expect(configuration.port == 5433)
+        #expect(configuration.database == "analytics")
+        #expect(configuration.user == "u@x")
+        #expect(configuration.password == "p/w")
+        #expect(configuration.options == ["sslmode": "require"])
+        #expect(configuration.schema == "tenant_7")
+    }
+
+    @Test(
+        "a bad database setting names its variable, and never echoes a password",
+        arguments: [
+            (["DB_USERNAME": "app"], "configuration error: DB_NAME is required"),
+            (["DB_NAME": "x"], "configuration error: DB_USERNAME is required"),
+            (
+                ["DB_NAME": "x", "DB_USERNAME": "y", "DB_PORT": "70000"],
+                #"configuration error: DB_PORT must be an integer from 1 to 65535, got "70000""#
+            ),
+            (
+                ["DATABASE_URL": "mysql://u:hunter2@h/db"],
+                "configuration error: DATABASE_URL must be a URL such as postgresql://user:password@host:5432/database"
+            ),
+            (
+                ["DATABASE_URL": "postgresql://u:hunter2@h/"],
+                "configuration error: DATABASE_URL names no database (the path after the host)"
+            ),
+            (
+                ["DATABASE_URL": "postgresql://u:hunter2@h/db?password=x"],
+                "configuration error: DATABASE_URL has an unsupported query parameter password (supported: connect_timeout, keepalives_idle, sslcert, sslkey, sslmode, sslrootcert, target_session_attrs)"
+            ),
+            (
+                ["DATABASE_URL": "postgresql://u@h/db", "DB_SCHEMA": "Robert'); DROP"],
+                #"configuration error: DB_SCHEMA must be a lower-case SQL identifier (a-z, 0-9, _), got "Robert'); DROP""#
+            ),
+        ])
+    func badDatabaseSetting(_ values: [String: String], _ line: String) {
+        #expect(throws: ConfigurationError.self) {
+            try PostgresConfiguration.fromEnvironment(Environment(values), applicationName: "test")
+        }
+        do {
+            _ = try PostgresConfiguration.fromEnvironment(Environment(values), applicationName: "test")
+        } catch {
+            #expect(error.description == line)
+            #expect(!error.description.contains("hunter2"))
+        }
+    }
+
+    @Test func amqpURLDefaultsAndDecodesTheVirtualHost() throws {
+        #expect(try AMQPConfiguration.fromEnvironment(Environment([:])) == AMQPConfiguration())
+        let configuration = try AMQPConfiguration(url: "amqp://svc:p%40ss@mq.internal:5673/%2Fprod?heartbeat=10")
+        #expect(configuration.host == "mq.internal")
+        #expect(configuration.port == 5673)
+        #expect(configuration.user == "svc")
+        #expect(configuration.password == "p@ss")
+        #expect(configuration.virtualHost == "/prod")
+        #expect(configuration.heartbeatSeconds == 10)
+        #expect(try AMQPConfiguration(url: "amqp://h").virtualHost == "/")
+        #expect(try AMQPConfiguration(url: "amqp://h/%2F").virtualHost == "/")
+        #expect(try AMQPConfiguration(url: "amqp://h/analytics").virtualHost == "analytics")
+    }
+
+    @Test(
+        "a bad AMQP URL names AMQP_URL",
+        arguments: [
+            ("amqps://u:hunter2@h/", "configuration error: AMQP_URL must start with amqp:// (TLS is not supported)"),
+            ("amqp://u:hunter2@h/a/b", "configuration error: AMQP_URL has a malformed virtual host (write / as %2F)"),
+            (
+                "amqp://u:hunter2@h/?heartbeat=soon",
+                "configuration error: AMQP_URL has a non-numeric query parameter heartbeat"
+            ),
+            (
+                "amqp://u:hunter2@h/?frame_max=1",
+                "configuration error: AMQP_URL has an unknown query parameter frame_max (known: heartbeat, connection_timeout)"
+            ),
+        ])
+    func badAMQPURL(_ url: String, _ line: String) {
+        do {
+            _ = try AMQPConfiguration.fromEnvironment(Environment(["AMQP_URL": url]))
+            Issue.record("accepted \(url)")
+        } catch {
+            #expect(error.description == line)
+        }
+    }
+
+    @Test func topologyNamesAndLimits() throws {
+        #expect(try Topology.fromEnvironment(Environment([:])) == Topology())
+        #expect(Topology().deadLetterQueue == "coworking.dead")
+        let custom = try Topology.fromEnvironment(
+            Environment(["EXCHANGE": "ev", "QUEUE": "q", "DEAD_LETTER_EXCHANGE": "dl", "DELIVERY_LIMIT": "5"]))
+        #expect(custom == Topology(exchange: "ev", queue: "q", deadLetterExchange: "dl", deliveryLimit: 5))
+        #expect(throws: ConfigurationError(variable: "QUEUE", problem: "must be at most 255 bytes without spaces")) {
+            try Topology.fromEnvironment(Environment(["QUEUE": "my queue"]))
+        }
+        #expect(
+            throws: ConfigurationError(
+                variable: "DELIVERY_LIMIT", problem: #"must be an integer from 1 to 1000, got "0""#)
+        ) {
+            try Topology.fromEnvironment(Environment(["DELIVERY_LIMIT": "0"]))
+        }
+    }
+
+    @Test func reportZones() throws {
+        #expect(try ReportZones.fromEnvironment(Environment([:])) == ReportZones(folded: ["UTC"], defaultZone: "UTC"))
+        let zones = try ReportZones.fromEnvironment(
+            Environment([
+                "REPORT_TIMEZONES": " Asia/Kolkata,UTC,,Asia/Kolkata, America/St_Johns",
+                "REPORT_TIMEZONE": "Asia/Kathmandu",
+            ]))
+        #expect(
+            zones == ReportZones(folded: ["Asia/Kolkata", "UTC", "America/St_Johns"], defaultZone: "Asia/Kathmandu"))
+        #expect(throws: ConfigurationError(variable: "REPORT_TIMEZONES", problem: #"names an unknown time zone "IST""#))
+        {
+            try ReportZones.fromEnvironment(Environment(["REPORT_TIMEZONES": "UTC,IST"]))
+        }
+        #expect(
+            throws: ConfigurationError(
+                variable: "REPORT_TIMEZONE", problem: #"names an unknown time zone "Mars/Olympus""#)
+        ) {
+            try ReportZones.fromEnvironment(Environment(["REPORT_TIMEZONE": "Mars/Olympus"]))
+        }
+    }
+
+    @Test func eventRulesAndLogLevel() throws {
+        #expect(try EventRules.fromEnvironment(Environment(["MAX_FUTURE_SKEW_S": "60"])).maxFutureSkewSeconds == 60)
+        #expect(try EventRules.fromEnvironment(Environment([:])).maxFutureSkewSeconds == 86_400)
+        #expect(try Logger.Level.fromEnvironment(Environment(["LOG_LEVEL": "DEBUG"])) == .debug)
+        #expect(throws: ConfigurationError.self) {
+            try Logger.Level.fromEnvironment(Environment(["LOG_LEVEL": "loud"]))
+        }
+        #expect(Environment(["X": ""])["X"] == nil, "an empty value counts as unset")
+    }
+}
