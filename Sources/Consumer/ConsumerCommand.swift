@@ -1,6 +1,8 @@
 import ArgumentParser
 import ConsumerCore
 import Logging
+import Metrics
+import Prometheus
 import Shared
 
 @main
@@ -9,8 +11,30 @@ struct ConsumerCommand: AsyncParsableCommand {
         commandName: "consumer",
         abstract: "Folds check-in events from RabbitMQ into the PostgreSQL rollups.",
         discussion: "Configured by environment variables: see the README.",
-        subcommands: [Migrate.self]
+        subcommands: [Run.self, Migrate.self],
+        defaultSubcommand: Run.self
     )
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Declares the queues and folds events until SIGTERM, then finishes its batch and exits 0."
+    )
+
+    func run() async throws {
+        let settings = Program.configuration { () throws(ConfigurationError) in
+            try ConsumerSettings.fromEnvironment(.process)
+        }
+        Program.bootstrapLogging(level: settings.logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(ConsumerApp.metricsFactory(registry: registry))
+        let logger = Logger(label: "consumer")
+        do {
+            try await ConsumerApp.buildServiceGroup(settings: settings, registry: registry, logger: logger).run()
+        } catch {
+            Program.exit(after: error, logger: logger, "The consumer stopped")
+        }
+    }
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -30,10 +54,11 @@ struct Migrate: AsyncParsableCommand {
             let migrator = Migrator(
                 schema: settings.database.schema, zones: settings.zones.folded, readerRole: settings.readerRole)
             let report = try await migrator.run(on: connection, logger: logger)
-            print(
-                "schema \(settings.database.schema) at version \(report.version); zones \(settings.zones.folded.joined(separator: ", "))"
-                    + (report.addedZones.isEmpty ? "" : "; filled \(report.addedZones.joined(separator: ", "))")
-                    + (report.removedZones.isEmpty ? "" : "; dropped \(report.removedZones.joined(separator: ", "))"))
+            var summary = "schema \(settings.database.schema) at version \(report.version); zones "
+            summary += settings.zones.folded.joined(separator: ", ")
+            if !report.addedZones.isEmpty { summary += "; filled \(report.addedZones.joined(separator: ", "))" }
+            if !report.removedZones.isEmpty { summary += "; dropped \(report.removedZones.joined(separator: ", "))" }
+            print(summary)
         } catch {
             Program.exit(after: error, logger: logger, "Migration failed")
         }

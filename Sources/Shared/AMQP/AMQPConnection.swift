@@ -329,6 +329,32 @@ public actor AMQPConnection {
         return nil
     }
 
+    /// Up to `limit` deliveries in one hop: waits up to `idleTimeout` for the first, then returns when `limit`
+    /// have arrived or `maxDelay` has passed since the first. Empty when nothing arrived.
+    public func nextDeliveries(limit: Int, maxDelay: Duration, idleTimeout: Duration) throws(AMQPError)
+        -> [AMQPDelivery]
+    {
+        guard let first = try nextDelivery(timeout: idleTimeout) else { return [] }
+        var deliveries = [first]
+        deliveries.reserveCapacity(limit)
+        let deadline = ContinuousClock.now + maxDelay
+        while deliveries.count < limit {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero, let delivery = try nextDelivery(timeout: remaining) else { break }
+            deliveries.append(delivery)
+        }
+        return deliveries
+    }
+
+    /// Reads frames for `duration` so that heartbeats flow while the owner is busy elsewhere; deliveries that
+    /// arrive meanwhile are kept for `nextDelivery(timeout:)`.
+    public func keepAlive(for duration: Duration) throws(AMQPError) {
+        let deadline = ContinuousClock.now + duration
+        while let incoming = try readIncoming(until: deadline) {
+            if case .delivery(let delivery) = incoming { bufferedDeliveries.append(delivery) }
+        }
+    }
+
     /// Acknowledges `deliveryTag`, and with `multiple` every earlier unacknowledged delivery too.
     public func ack(_ deliveryTag: UInt64, multiple: Bool) throws(AMQPError) {
         let state = try usableState()

@@ -216,7 +216,7 @@ func pad(_ value: Int, _ width: Int) -> String {
 
 extension Int64 {
     /// Quotient and remainder rounded toward negative infinity, so instants before 1970 split correctly.
-    func floorDivided(by divisor: Int64) -> (quotient: Int64, remainder: Int64) {
+    public func floorDivided(by divisor: Int64) -> (quotient: Int64, remainder: Int64) {
         let (q, r) = quotientAndRemainder(dividingBy: divisor)
         return r < 0 ? (q - 1, r + divisor) : (q, r)
     }

@@ -4,6 +4,26 @@ import Foundation
 public protocol PostgresEncodable: Sendable {
     /// The text PostgreSQL parses for the parameter's type.
     var postgresText: String { get }
+    /// The value as an element of an array literal: quoted, or `NULL`.
+    var postgresArrayElement: String { get }
+}
+
+extension PostgresEncodable {
+    public var postgresArrayElement: String {
+        var text = "\""
+        for character in postgresText.unicodeScalars {
+            if character == "\"" || character == "\\" { text += "\\" }
+            text.unicodeScalars.append(character)
+        }
+        return text + "\""
+    }
+}
+
+extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
+    /// Only meaningful inside an array: a nil parameter of its own is passed as SQL NULL by the connection.
+    public var postgresText: String { self?.postgresText ?? "" }
+
+    public var postgresArrayElement: String { self?.postgresArrayElement ?? "NULL" }
 }
 
 extension String: PostgresEncodable {
@@ -35,19 +55,9 @@ extension Timestamp: PostgresEncodable {
 }
 
 extension Array: PostgresEncodable where Element: PostgresEncodable {
-    /// An array literal, `{"a","b"}`, every element quoted so that any text is safe in it.
+    /// An array literal, `{"a","b",NULL}`, every element quoted so that any text is safe in it.
     public var postgresText: String {
-        var text = "{"
-        for (index, element) in enumerated() {
-            if index > 0 { text += "," }
-            text += "\""
-            for character in element.postgresText.unicodeScalars {
-                if character == "\"" || character == "\\" { text += "\\" }
-                text.unicodeScalars.append(character)
-            }
-            text += "\""
-        }
-        return text + "}"
+        "{" + lazy.map(\.postgresArrayElement).joined(separator: ",") + "}"
     }
 }
 

@@ -1,0 +1,62 @@
+import Hummingbird
+import Logging
+import Prometheus
+import ServiceLifecycle
+import Shared
+
+/// Builds the consumer's services: the consumer itself and the HTTP server of its probes and metrics.
+public enum ConsumerApp {
+    /// The service group `consumer run` runs; SIGTERM and SIGINT shut it down gracefully, and what is still
+    /// running after `SHUTDOWN_DEADLINE_S` is cancelled.
+    public static func buildServiceGroup(
+        settings: ConsumerSettings, registry: PrometheusCollectorRegistry, logger: Logger
+    ) -> ServiceGroup {
+        let consumer = RollupConsumer(settings: settings, logger: logger)
+        let probes = buildProbeServer(consumer: consumer, settings: settings, registry: registry, logger: logger)
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: probes),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = settings.shutdownDeadline
+        return ServiceGroup(configuration: configuration)
+    }
+
+    /// `/health_check` (the process answers), `/readiness_check` (consuming, and the database answers) and
+    /// `/metrics`, on `METRICS_PORT`.
+    public static func buildProbeServer(
+        consumer: RollupConsumer, settings: ConsumerSettings, registry: PrometheusCollectorRegistry, logger: Logger
+    ) -> some Service {
+        let router = Router()
+        router.get("health_check") { _, _ in "ok" }
+        router.get("readiness_check") { _, _ -> Response in
+            consumer.isReady
+                ? Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok")))
+                : Response(status: .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: "failed")))
+        }
+        router.get("metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        }
+        return Application(
+            router: router,
+            configuration: ApplicationConfiguration(
+                address: .hostname(settings.bindAddress, port: settings.metricsPort), serverName: nil),
+            logger: logger)
+    }
+
+    /// A Prometheus metrics factory with the consumer's histogram buckets, for `MetricsSystem.bootstrap`.
+    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets[ConsumerMetrics.batchSizeLabel] = ConsumerMetrics.batchSizeBuckets
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2),
+            .seconds(5),
+        ]
+        return factory
+    }
+}

@@ -1,0 +1,113 @@
+import Logging
+import Metrics
+import Shared
+import Synchronization
+
+/// The consumer's database side: one connection, reopened when it breaks, and the fold retried until it
+/// commits. Retriable failures (a lost connection, a deadlock, a serialization failure, a database that is
+/// down) wait with capped backoff and try again; nothing is acknowledged meanwhile, so nothing is lost.
+actor DatabaseStage {
+    private let configuration: PostgresConfiguration
+    private let writer: RollupWriter
+    private let metrics: ConsumerMetrics
+    private let logger: Logger
+    private let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+    private var connection: PostgresConnection?
+    private var hasConnected = false
+    /// Whether the last attempt reached the database; read by the readiness probe.
+    nonisolated let isHealthy = Atomic<Bool>(false)
+
+    init(configuration: PostgresConfiguration, writer: RollupWriter, metrics: ConsumerMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.writer = writer
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Checks that the schema is the one this program was built for, before any event is taken.
+    func checkSchema() async throws {
+        let version = try await usableConnection().query("SELECT coalesce(max(version), 0) FROM schema_migrations")[0]
+            .int(0)
+        guard version == Migrator.latestVersion else {
+            throw PostgresError(
+                .unexpectedResult,
+                "the schema is at version \(version) and this consumer needs \(Migrator.latestVersion): run consumer migrate"
+            )
+        }
+    }
+
+    /// A fold's result, and the events the database refused (by index), each with the error.
+    struct Outcome: Sendable {
+        var result: FoldResult
+        var refused: [(index: Int, error: PostgresError)]
+    }
+
+    /// Folds `events`; when the database refuses the batch outright (an error no retry mends), folds halves of
+    /// it, down to single events, so that only the events it refuses are set aside.
+    func foldIsolatingRefusals(_ events: [Event]) async throws -> Outcome {
+        do {
+            return Outcome(result: try await fold(events), refused: [])
+        } catch let error as PostgresError {
+            guard events.count > 1 else {
+                logger.error("The database refused an event", metadata: [LogKey.error: "\(error.debugDescription)"])
+                return Outcome(result: FoldResult(counted: 0, duplicates: 0), refused: [(0, error)])
+            }
+            let middle = events.count / 2
+            let first = try await foldIsolatingRefusals(Array(events[..<middle]))
+            let second = try await foldIsolatingRefusals(Array(events[middle...]))
+            return Outcome(
+                result: FoldResult(
+                    counted: first.result.counted + second.result.counted,
+                    duplicates: first.result.duplicates + second.result.duplicates),
+                refused: first.refused + second.refused.map { ($0.index + middle, $0.error) })
+        }
+    }
+
+    /// Folds `events` in one transaction, retrying retriable failures until it commits or the task is
+    /// cancelled. A failure that is not retriable (the database refuses these events) is thrown.
+    func fold(_ events: [Event]) async throws -> FoldResult {
+        var attempt = 0
+        while true {
+            do {
+                let connection = try await usableConnection()
+                let writer = self.writer
+                let started = ContinuousClock.now
+                let result = try await connection.withTransaction { try writer.fold(events, on: $0) }
+                metrics.commitDuration.recordElapsed(since: started)
+                isHealthy.store(true, ordering: .relaxed)
+                return result
+            } catch let error as PostgresError where error.isRetriable {
+                attempt += 1
+                let delay = backoff.delay(attempt: attempt)
+                if connection?.isUsable == false {
+                    connection = nil
+                    isHealthy.store(false, ordering: .relaxed)
+                }
+                logger.warning(
+                    "Folding a batch failed; retrying",
+                    metadata: [
+                        LogKey.error: "\(error.debugDescription)", LogKey.attempt: "\(attempt)",
+                        LogKey.delay: "\(delay)",
+                    ])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func usableConnection() async throws -> PostgresConnection {
+        if let connection, connection.isUsable { return connection }
+        connection = nil
+        let opened = try await PostgresConnection.connect(configuration, logger: logger)
+        if hasConnected { metrics.recordReconnect(toDatabase: true) }
+        hasConnected = true
+        connection = opened
+        isHealthy.store(true, ordering: .relaxed)
+        return opened
+    }
+}
+
+extension Timer {
+    func recordElapsed(since start: ContinuousClock.Instant) {
+        recordNanoseconds(Int64((ContinuousClock.now - start) / .nanoseconds(1)))
+    }
+}

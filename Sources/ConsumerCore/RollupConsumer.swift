@@ -1,0 +1,256 @@
+import Logging
+import ServiceLifecycle
+import Shared
+import Synchronization
+
+/// The consumer of CONTRACT §2 and §3: takes events from the rollups queue in batches, counts each event once,
+/// dead-letters what cannot be counted, and acknowledges only what a committed transaction holds.
+///
+/// Batches are pipelined: while the database stage commits one batch, the next is received and its invalid
+/// messages are dead-lettered; then the first batch is acknowledged with one multiple-ack and the second goes
+/// to the database. The AMQP connection and the database connection each live on a thread of their own.
+public final class RollupConsumer: Service {
+    private let settings: ConsumerSettings
+    private let logger: Logger
+    private let metrics: ConsumerMetrics
+    private let database: DatabaseStage
+    private let decoder: EventDecoder
+    private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+    private let isStopping = Atomic<Bool>(false)
+    private let isConsuming = Atomic<Bool>(false)
+
+    public init(settings: ConsumerSettings, logger: Logger, metrics: ConsumerMetrics = ConsumerMetrics()) {
+        self.settings = settings
+        self.logger = logger
+        self.metrics = metrics
+        self.database = DatabaseStage(
+            configuration: settings.database, writer: RollupWriter(), metrics: metrics, logger: logger)
+        self.decoder = EventDecoder(rules: settings.rules)
+    }
+
+    /// Whether the consumer is taking events and its database answers: the readiness probe.
+    public var isReady: Bool {
+        isConsuming.load(ordering: .relaxed) && database.isHealthy.load(ordering: .relaxed)
+    }
+
+    /// Runs until a graceful shutdown (SIGTERM), then finishes the batch it holds, acknowledges it and returns.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await waitForSchema()
+            try await consumeUntilStopped()
+        } onGracefulShutdown: {
+            self.isStopping.store(true, ordering: .relaxed)
+        }
+    }
+
+    private var stopping: Bool { isStopping.load(ordering: .relaxed) }
+
+    /// Waits for the database (it may start after the consumer) and checks its schema version.
+    private func waitForSchema() async throws {
+        var attempt = 0
+        while !stopping {
+            do {
+                try await database.checkSchema()
+                return
+            } catch let error as PostgresError where error.isRetriable {
+                attempt += 1
+                let delay = backoff.delay(attempt: attempt)
+                logger.warning(
+                    "The database is not reachable yet; retrying",
+                    metadata: [LogKey.error: "\(error.debugDescription)", LogKey.delay: "\(delay)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func consumeUntilStopped() async throws {
+        var attempt = 0
+        while !stopping {
+            do {
+                let amqp = try await AMQPConnection.connect(settings.amqp, logger: logger)
+                try await amqp.declare(settings.topology)
+                try await amqp.setPrefetch(settings.prefetch)
+                try await amqp.enableConfirms()
+                let consumerTag = try await amqp.consume(settings.topology.queue)
+                if attempt > 0 { metrics.recordReconnect(toDatabase: false) }
+                attempt = 0
+                isConsuming.store(true, ordering: .relaxed)
+                logger.info("Consuming events", metadata: ["amqp.queue": "\(settings.topology.queue)"])
+                try await consume(from: amqp, consumerTag: consumerTag)
+                isConsuming.store(false, ordering: .relaxed)
+                await amqp.close()
+            } catch let error as AMQPError where error.isRetriable {
+                isConsuming.store(false, ordering: .relaxed)
+                attempt += 1
+                let delay = backoff.delay(attempt: attempt)
+                logger.warning(
+                    "Lost the broker; reconnecting",
+                    metadata: [
+                        LogKey.error: "\(error.debugDescription)", LogKey.attempt: "\(attempt)",
+                        LogKey.delay: "\(delay)",
+                    ])
+                try await Task.sleep(for: delay)
+            }
+        }
+        logger.info("Stopped consuming")
+    }
+
+    /// A chunk whose fold is under way: acknowledged up to `lastTag` once it commits.
+    private struct InFlight {
+        var lastTag: UInt64
+        var deliveries: [AMQPDelivery]
+        var fold: Task<DatabaseStage.Outcome, any Error>
+    }
+
+    private func consume(from amqp: AMQPConnection, consumerTag: String) async throws {
+        var inFlight: InFlight?
+        while true {
+            if stopping {
+                try await amqp.cancel(consumerTag)
+                if let inFlight { try await finish(inFlight, amqp) }
+                return
+            }
+            let deliveries = try await amqp.nextDeliveries(
+                limit: settings.batchSize, maxDelay: settings.batchMaxDelay, idleTimeout: .milliseconds(500))
+            guard !deliveries.isEmpty else {
+                if let pending = inFlight {
+                    inFlight = nil
+                    try await finish(pending, amqp)
+                }
+                continue
+            }
+            metrics.received.increment(by: deliveries.count)
+            for chunk in chunks(of: deliveries) {
+                let (events, eventDeliveries) = try await decodeDeadLetteringInvalid(chunk, amqp)
+                if let pending = inFlight {
+                    inFlight = nil
+                    try await finish(pending, amqp)
+                }
+                let database = self.database
+                inFlight = InFlight(
+                    lastTag: chunk[chunk.count - 1].deliveryTag, deliveries: eventDeliveries,
+                    fold: Task { try await database.foldIsolatingRefusals(events) })
+            }
+        }
+    }
+
+    /// Splits deliveries that came back after a crash or a lost connection into smaller chunks, the more times
+    /// they came back the smaller (down to one), so that a message that crashes the consumer reaches the
+    /// delivery limit alone, without valid events beside it.
+    private func chunks(of deliveries: [AMQPDelivery]) -> [ArraySlice<AMQPDelivery>] {
+        let mostDeliveries = deliveries.map(\.previousDeliveries).max() ?? 0
+        guard mostDeliveries > 0 else { return [deliveries[...]] }
+        let size = max(1, settings.batchSize >> min(mostDeliveries, 20))
+        return stride(from: 0, to: deliveries.count, by: size).map {
+            deliveries[$0..<min($0 + size, deliveries.count)]
+        }
+    }
+
+    /// Decodes a chunk; the messages that are not valid events go to the dead-letter exchange with their reason,
+    /// and once the broker confirms they are there, they need only the chunk's acknowledgement.
+    private func decodeDeadLetteringInvalid(_ chunk: ArraySlice<AMQPDelivery>, _ amqp: AMQPConnection) async throws
+        -> ([Event], [AMQPDelivery])
+    {
+        let now = Timestamp.now
+        var events: [Event] = []
+        var eventDeliveries: [AMQPDelivery] = []
+        var rejected: [(AMQPDelivery, String, EventRejection.Kind?)] = []
+        events.reserveCapacity(chunk.count)
+        for delivery in chunk {
+            do {
+                events.append(try decoder.decode(delivery.body, now: now))
+                eventDeliveries.append(delivery)
+            } catch {
+                rejected.append((delivery, error.description, error.kind))
+            }
+        }
+        try await deadLetter(rejected, amqp)
+        return (events, eventDeliveries)
+    }
+
+    /// Publishes each message with its reason to the dead-letter exchange and waits for the confirms. A message
+    /// the broker did not confirm is requeued instead, to be tried again.
+    private func deadLetter(_ rejected: [(AMQPDelivery, String, EventRejection.Kind?)], _ amqp: AMQPConnection)
+        async throws
+    {
+        guard !rejected.isEmpty else { return }
+        let messages = rejected.map { delivery, reason, _ in
+            var properties = delivery.properties
+            var headers = properties.headers ?? AMQPTable()
+            headers["x-rejection-reason"] = .string(reason)
+            properties.headers = headers
+            return AMQPOutgoingMessage(
+                exchange: settings.topology.deadLetterExchange, routingKey: delivery.routingKey, properties: properties,
+                body: delivery.body)
+        }
+        let outcomes = try await amqp.publishConfirmed(messages, window: messages.count)
+        for ((delivery, reason, kind), outcome) in zip(rejected, outcomes) {
+            if outcome == .confirmed {
+                metrics.recordDeadLetter(kind)
+                logger.notice(
+                    "Dead-lettered a message",
+                    metadata: [LogKey.rejectionReason: "\(reason)", LogKey.amqpDeliveryTag: "\(delivery.deliveryTag)"])
+            } else {
+                try await amqp.reject(delivery.deliveryTag, requeue: true)
+            }
+        }
+    }
+
+    /// Waits for a chunk's commit, dead-letters the events the database refused, and acknowledges the chunk.
+    private func finish(_ inFlight: InFlight, _ amqp: AMQPConnection) async throws {
+        let outcome = try await waitKeepingAlive(inFlight.fold, amqp)
+        if !outcome.refused.isEmpty {
+            try await deadLetter(
+                outcome.refused.map { index, error in
+                    (inFlight.deliveries[index], "the database refused the event (\(error))", nil)
+                }, amqp)
+        }
+        try await amqp.ack(inFlight.lastTag, multiple: true)
+        metrics.folded.increment(by: outcome.result.counted)
+        metrics.duplicates.increment(by: outcome.result.duplicates)
+        metrics.batchSize.record(inFlight.deliveries.count)
+        if outcome.result.counted > 0 { metrics.lastFold.record(Double(Timestamp.now.microsecondsSinceEpoch) / 1e6) }
+        logger.debug(
+            "Folded a batch",
+            metadata: [
+                LogKey.batchSize: "\(inFlight.deliveries.count)", "batch.counted": "\(outcome.result.counted)",
+                "batch.duplicates": "\(outcome.result.duplicates)",
+            ])
+    }
+
+    /// Waits for `fold`; if it takes long (the database is down), keeps the AMQP connection's heartbeats going,
+    /// which librabbitmq only sends from inside its own calls.
+    private func waitKeepingAlive(_ fold: Task<DatabaseStage.Outcome, any Error>, _ amqp: AMQPConnection)
+        async throws -> DatabaseStage.Outcome
+    {
+        try await withThrowingTaskGroup(of: DatabaseStage.Outcome?.self) { group in
+            group.addTask { try await fold.value }
+            group.addTask {
+                try await Task.sleep(for: .seconds(5))
+                while !Task.isCancelled { try await amqp.keepAlive(for: .seconds(1)) }
+                return nil
+            }
+            while let next = try await group.next() {
+                if let outcome = next {
+                    group.cancelAll()
+                    return outcome
+                }
+            }
+            throw CancellationError()
+        }
+    }
+}
+
+extension AMQPDelivery {
+    /// How often the broker delivered this message before: the quorum queue's `x-delivery-count`, or 1 for a
+    /// redelivery without it.
+    var previousDeliveries: Int {
+        switch properties.headers?["x-delivery-count"] {
+        case .int64(let count)?: return Int(count)
+        case .int32(let count)?: return Int(count)
+        case .int16(let count)?: return Int(count)
+        case .int8(let count)?: return Int(count)
+        default: return redelivered ? 1 : 0
+        }
+    }
+}

@@ -1,0 +1,273 @@
+import ConsumerCore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Shared
+import Testing
+
+/// A consumer's world of its own: a schema and a topology no other test uses, migrated and declared.
+struct ConsumerHarness {
+    let schema: String
+    let topology: Topology
+    let zones: [String]
+
+    static func make(zones: [String] = ["UTC", "Asia/Kolkata", "America/New_York"]) async throws -> ConsumerHarness {
+        let schema = TestServers.uniqueName("consumer")
+        let topology = Topology(
+            exchange: schema + ".events", queue: schema + ".rollups", deadLetterExchange: schema + ".dead",
+            deliveryLimit: 5)
+        _ = try await Migrator(schema: schema, zones: zones).run(
+            on: PostgresConnection.connect(TestServers.database(schema: schema), logger: TestServers.logger),
+            logger: TestServers.logger)
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.declare(topology)
+        await amqp.close()
+        return ConsumerHarness(schema: schema, topology: topology, zones: zones)
+    }
+
+    func settings(batchSize: Int = 200) throws -> ConsumerSettings {
+        ConsumerSettings(
+            database: try TestServers.database(schema: schema), amqp: try TestServers.amqp(), topology: topology,
+            batchSize: batchSize, batchMaxDelay: .milliseconds(50), shutdownDeadline: .seconds(10))
+    }
+
+    /// The environment of a `consumer` process for this harness.
+    func environment(batchSize: Int = 200) throws -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["DB_SCHEMA"] = schema
+        environment["EXCHANGE"] = topology.exchange
+        environment["QUEUE"] = topology.queue
+        environment["DEAD_LETTER_EXCHANGE"] = topology.deadLetterExchange
+        environment["DELIVERY_LIMIT"] = String(topology.deliveryLimit)
+        environment["BATCH_SIZE"] = String(batchSize)
+        environment["BATCH_MAX_DELAY_MS"] = "50"
+        environment["METRICS_PORT"] = String(Int.random(in: 20_000..<30_000))
+        environment["BIND_ADDRESS"] = "127.0.0.1"
+        environment["LOG_LEVEL"] = "warning"
+        return environment
+    }
+
+    /// Runs `count` consumers in this process until `body` returns, then shuts them down gracefully.
+    func withConsumers<T>(_ count: Int = 1, batchSize: Int = 200, _ body: () async throws -> T) async throws -> T {
+        let consumers = try (0..<count).map { _ in
+            RollupConsumer(settings: try settings(batchSize: batchSize), logger: TestServers.logger)
+        }
+        let group = ServiceGroup(services: consumers, logger: TestServers.logger)
+        let running = Task { try await group.run() }
+        let result: T
+        do {
+            result = try await body()
+        } catch {
+            await group.triggerGracefulShutdown()
+            try await running.value
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        return result
+    }
+
+    /// Publishes bodies as events of CONTRACT §1 and requires every one confirmed.
+    func publish(_ bodies: [[UInt8]], headers: AMQPTable? = nil) async throws {
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.enableConfirms()
+        var properties = AMQPProperties.event()
+        properties.headers = headers
+        let messages = bodies.map {
+            AMQPOutgoingMessage(exchange: topology.exchange, routingKey: "checkin", properties: properties, body: $0)
+        }
+        let outcomes = try await amqp.publishConfirmed(messages, window: 500)
+        #expect(outcomes.allSatisfy { $0 == .confirmed })
+        await amqp.close()
+    }
+
+    func database() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(TestServers.database(schema: schema), logger: TestServers.logger)
+    }
+
+    /// Waits until `counted` distinct events are counted, or fails after `timeout`.
+    func waitUntilCounted(_ counted: Int, timeout: Duration = .seconds(60)) async throws {
+        let connection = try await database()
+        let deadline = ContinuousClock.now + timeout
+        var current = 0
+        while ContinuousClock.now < deadline {
+            current = try await connection.query("SELECT count(*) FROM counted_events")[0].int(0)
+            if current >= counted { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("only \(current) of \(counted) events were counted in \(timeout)")
+    }
+
+    /// Waits until `counted` events are counted and the queue has nothing left to deliver, then a moment more for
+    /// the consumer to fold and acknowledge what it holds (duplicates among it).
+    func waitUntilDrained(counted: Int, timeout: Duration = .seconds(60)) async throws {
+        try await waitUntilCounted(counted, timeout: timeout)
+        let deadline = ContinuousClock.now + timeout
+        while try await readyMessages(in: topology.queue) > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .milliseconds(1_500))
+    }
+
+    /// The messages waiting in a queue (neither delivered nor acknowledged).
+    func readyMessages(in queue: String) async throws -> Int {
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        defer { Task { await amqp.close() } }
+        return try await amqp.queueStatus(queue).messageCount
+    }
+
+    /// Reads every message of the dead-letter queue.
+    func deadLetters() async throws -> [AMQPDelivery] {
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.consume(topology.deadLetterQueue)
+        var deliveries: [AMQPDelivery] = []
+        while let delivery = try await amqp.nextDelivery(timeout: .seconds(1)) {
+            deliveries.append(delivery)
+        }
+        if let last = deliveries.last { try await amqp.ack(last.deliveryTag, multiple: true) }
+        await amqp.close()
+        return deliveries
+    }
+
+    /// The rollups as stored, in the form of `ExpectedRollups`.
+    func storedRollups() async throws -> ExpectedRollups {
+        let connection = try await database()
+        var stored = ExpectedRollups()
+        for row in try await connection.query("SELECT zone, day::text, space_id, visits FROM visits_daily").rows {
+            stored.daily["\(try row.string(0)) \(try row.string(1)) \(try row.string(2))"] = try row.int(3)
+        }
+        for row in try await connection.query("SELECT zone, day::text, hour, space_id, visits FROM visits_hourly").rows
+        {
+            let key = "\(try row.string(0)) \(try row.string(1)) \(try row.int(2)) \(try row.string(3))"
+            stored.hourly[key] = try row.int(4)
+        }
+        for row in try await connection.query("SELECT bucket_start, space_id, visits FROM visits_quarter_hour").rows {
+            let start = try #require(try row.optionalTimestamp(0))
+            stored.quarterHours["\(start.rfc3339) \(try row.string(1))"] = try row.int(2)
+        }
+        let users = try await connection.query(
+            "SELECT user_id, visits, first_visit_at, last_visit_at, joined_at FROM user_activity")
+        for row in users.rows {
+            stored.users[Int32(try row.int(0))] = ExpectedRollups.User(
+                visits: try row.int(1), first: try row.optionalTimestamp(2), last: try row.optionalTimestamp(3),
+                joined: try row.optionalTimestamp(4))
+        }
+        let totals = try await connection.query(
+            "SELECT coalesce(sum(checkins), 0), min(first_checkin_at), max(last_checkin_at) FROM fold_totals")[0]
+        stored.checkins = try totals.int(0)
+        stored.firstCheckin = try totals.optionalTimestamp(1)
+        stored.lastCheckin = try totals.optionalTimestamp(2)
+        return stored
+    }
+
+    func cleanup() async throws {
+        try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger).execute(
+            "DROP SCHEMA \(schema) CASCADE")
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.deleteQueue(topology.queue)
+        try await amqp.deleteQueue(topology.deadLetterQueue)
+        try await amqp.deleteExchange(topology.exchange)
+        try await amqp.deleteExchange(topology.deadLetterExchange)
+        await amqp.close()
+    }
+}
+
+/// The rollups a set of events must produce, computed independently of the SQL under test: local days and hours
+/// come from Foundation's calendar, not from PostgreSQL.
+struct ExpectedRollups: Equatable {
+    struct User: Equatable {
+        var visits = 0
+        var first: Timestamp?
+        var last: Timestamp?
+        var joined: Timestamp?
+    }
+
+    var daily: [String: Int] = [:]
+    var hourly: [String: Int] = [:]
+    var quarterHours: [String: Int] = [:]
+    var users: [Int32: User] = [:]
+    var checkins = 0
+    var firstCheckin: Timestamp?
+    var lastCheckin: Timestamp?
+
+    init() {}
+
+    /// The rollups of `events`, of which the first with each id counts.
+    init(events: [Event], zones: [String]) throws {
+        var seen = Set<UUID>()
+        var calendars: [(String, Calendar)] = []
+        for zone in zones {
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = try #require(TimeZone(identifier: zone))
+            calendars.append((zone, calendar))
+        }
+        for event in events where seen.insert(event.id).inserted {
+            switch event.kind {
+            case .userJoined:
+                users[event.userID, default: User()].joined = min(
+                    users[event.userID]?.joined ?? event.occurredAt, event.occurredAt)
+            case .checkin:
+                let space = event.spaceID ?? "default"
+                let micros = event.occurredAt.microsecondsSinceEpoch
+                let seconds = micros.floorDivided(by: 1_000_000).quotient
+                let date = Date(timeIntervalSince1970: TimeInterval(seconds))
+                for (zone, calendar) in calendars {
+                    let local = calendar.dateComponents([.year, .month, .day, .hour], from: date)
+                    let day = String(format: "%04d-%02d-%02d", local.year!, local.month!, local.day!)
+                    daily["\(zone) \(day) \(space)", default: 0] += 1
+                    hourly["\(zone) \(day) \(local.hour!) \(space)", default: 0] += 1
+                }
+                let quarter = micros.floorDivided(by: 900_000_000).quotient * 900_000_000
+                quarterHours["\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space)", default: 0] += 1
+                var user = users[event.userID, default: User()]
+                user.visits += 1
+                user.first = min(user.first ?? event.occurredAt, event.occurredAt)
+                user.last = max(user.last ?? event.occurredAt, event.occurredAt)
+                users[event.userID] = user
+                checkins += 1
+                firstCheckin = min(firstCheckin ?? event.occurredAt, event.occurredAt)
+                lastCheckin = max(lastCheckin ?? event.occurredAt, event.occurredAt)
+            }
+        }
+    }
+}
+
+/// A deterministic random source, so that a failing workload can be replayed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Check-ins and joins spread over days around daylight-saving changes (New York on 2023-03-12 and 2023-11-05),
+/// over three spaces, in an order of their own.
+func workload(events count: Int, users: Int32, seed: UInt64) -> [Event] {
+    var random = SplitMix64(state: seed)
+    let windows = [
+        Timestamp(year: 2023, month: 3, day: 11), Timestamp(year: 2023, month: 11, day: 4),
+        Timestamp(year: 2023, month: 6, day: 30),
+    ]
+    let spaces: [String?] = [nil, "hq", "annex.b_2"]
+    var events: [Event] = []
+    for index in 0..<count {
+        let start = windows[index % windows.count]
+        let offset = Int64.random(in: 0..<(3 * 86_400 * 1_000_000), using: &random)
+        let at = Timestamp(microsecondsSinceEpoch: start.microsecondsSinceEpoch + offset)
+        let user = Int32.random(in: 1...users, using: &random)
+        if index % 17 == 0 {
+            events.append(Event(id: UUID(), kind: .userJoined, userID: user, occurredAt: at))
+        } else {
+            events.append(
+                Event(
+                    id: UUID(), kind: .checkin, userID: user, occurredAt: at,
+                    spaceID: spaces.randomElement(using: &random)!))
+        }
+    }
+    return events.shuffled(using: &random)
+}

@@ -1,0 +1,144 @@
+import ConsumerCore
+import Foundation
+import Shared
+import Testing
+
+@Suite("The consumer against RabbitMQ and PostgreSQL")
+struct ConsumerTests {
+    @Test func foldsDuplicatesLateAndOutOfOrderEventsIntoExactRollups() async throws {
+        let harness = try await ConsumerHarness.make()
+        let events = workload(events: 3_000, users: 150, seed: 1)
+        // The first two thousand arrive first; then the rest, late, with every tenth event again and twenty with
+        // the same id but another extra field: each id counts once.
+        let early = events[..<2_000].map(\.jsonBody)
+        var late = events[2_000...].map(\.jsonBody)
+        late += events.enumerated().filter { $0.offset % 10 == 0 }.map(\.element.jsonBody)
+        late += events.prefix(20).map { $0.jsonBody.dropLast() + Array(#","note":"twin"}"#.utf8) }
+
+        try await harness.withConsumers {
+            try await harness.publish(early)
+            try await harness.waitUntilCounted(2_000)
+            try await harness.publish(late)
+            try await harness.waitUntilDrained(counted: events.count)
+        }
+        let expected = try ExpectedRollups(events: events, zones: harness.zones)
+        let stored = try await harness.storedRollups()
+        #expect(stored.checkins == events.filter { $0.kind == .checkin }.count)
+        #expect(stored.daily == expected.daily)
+        #expect(stored.hourly == expected.hourly)
+        #expect(stored.quarterHours == expected.quarterHours)
+        #expect(stored.users == expected.users)
+        #expect(stored == expected)
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        #expect(try await harness.deadLetters().isEmpty)
+        let lastFolded = try await harness.database().query(
+            "SELECT count(*) FROM fold_totals WHERE last_folded_at IS NOT NULL")
+        #expect(try lastFolded[0].int(0) >= 1)
+        try await harness.cleanup()
+    }
+
+    @Test func aNewYorkDayOfDaylightSavingHas23HoursOfRows() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["America/New_York"])
+        // One check-in at the start of every UTC hour of 2023-03-12 local (05:00Z to 03:00Z the next day).
+        let start = Timestamp(year: 2023, month: 3, day: 12, hour: 5)
+        let events = (0..<23).map {
+            Event(id: UUID(), kind: .checkin, userID: 1, occurredAt: start.adding(seconds: Int64($0) * 3600))
+        }
+        try await harness.withConsumers {
+            try await harness.publish(events.map(\.jsonBody))
+            try await harness.waitUntilCounted(23)
+        }
+        let connection = try await harness.database()
+        let daily = try await connection.query("SELECT day::text, visits FROM visits_daily")
+        #expect(try daily.rows.map { "\(try $0.string(0)) \(try $0.int(1))" } == ["2023-03-12 23"])
+        let hours = try await connection.query("SELECT hour FROM visits_hourly ORDER BY hour")
+        #expect(try hours.rows.map { try $0.int(0) } == [0, 1] + Array(3...23), "02:00 does not exist that day")
+        try await harness.cleanup()
+    }
+
+    @Test func everyKindOfBadMessageIsDeadLetteredWithItsReasonAndCountsNothing() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let valid = Event(
+            id: UUID(), kind: .checkin, userID: 5, occurredAt: Timestamp(year: 2023, month: 2, day: 8), spaceID: "hq")
+        let id = UUID().uuidString
+        let future = Timestamp.now.adding(seconds: 3 * 86_400).rfc3339
+        let bad: [(String, [UInt8])] = [
+            ("body is not JSON (syntax error at byte 0)", Array("hello".utf8)),
+            ("body is not valid UTF-8", [0x7B, 0xFF, 0x7D]),
+            ("body is an array, not a JSON object", Array("[]".utf8)),
+            (
+                "event_id is missing",
+                Array(#"{"type":"checkin","user_id":1,"occurred_at":"2023-02-08T08:00:00Z"}"#.utf8)
+            ),
+            (
+                #"type "checkout" is unknown (expected checkin or user_joined)"#,
+                Array(#"{"event_id":"\#(id)","type":"checkout","user_id":1,"occurred_at":"2023-02-08T08:00:00Z"}"#.utf8)
+            ),
+            (
+                "user_id must be an integer from 1 to 2147483647",
+                Array(#"{"event_id":"\#(id)","type":"checkin","user_id":0,"occurred_at":"2023-02-08T08:00:00Z"}"#.utf8)
+            ),
+            (
+                "occurred_at is more than 86400 s ahead of the consumer's clock",
+                Array(#"{"event_id":"\#(id)","type":"checkin","user_id":1,"occurred_at":"\#(future)"}"#.utf8)
+            ),
+            ("body is 70000 bytes, more than the 65536 allowed", Array(repeating: UInt8(ascii: " "), count: 70_000)),
+        ]
+        try await harness.withConsumers {
+            try await harness.publish(bad.map(\.1) + [valid.jsonBody], headers: ["x-trace": .string("t-1")])
+            try await harness.waitUntilCounted(1)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await harness.readyMessages(in: harness.topology.deadLetterQueue) < bad.count,
+                ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        let dead = try await harness.deadLetters()
+        #expect(dead.count == bad.count)
+        for (reason, body) in bad {
+            let letter = dead.first { $0.body == body }
+            #expect(letter?.properties.headers?["x-rejection-reason"] == .string(reason))
+            #expect(letter?.properties.headers?["x-trace"] == .string("t-1"), "the original headers are kept")
+            #expect(letter?.properties.contentType == "application/json")
+            #expect(letter?.routingKey == "checkin")
+        }
+        let stored = try await harness.storedRollups()
+        #expect(stored.checkins == 1)
+        #expect(stored.users.keys.sorted() == [5])
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        try await harness.cleanup()
+    }
+
+    @Test func threeConsumersOnOneQueueGiveTheRollupsOfOne() async throws {
+        let harness = try await ConsumerHarness.make()
+        let events = workload(events: 4_000, users: 40, seed: 3)
+        try await harness.withConsumers(3, batchSize: 50) {
+            try await harness.publish(events.map(\.jsonBody) + events.prefix(500).map(\.jsonBody))
+            try await harness.waitUntilDrained(counted: events.count)
+        }
+        #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        try await harness.cleanup()
+    }
+
+    @Test func aZoneAddedLaterIsFilledAndThenFoldedExactly() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let events = workload(events: 1_000, users: 30, seed: 4)
+        try await harness.withConsumers {
+            try await harness.publish(events[..<500].map(\.jsonBody))
+            try await harness.waitUntilCounted(500)
+            // Migrating while the consumer folds: the fill and the folds must not miss or double a visit.
+            async let migration = Migrator(schema: harness.schema, zones: ["UTC", "Asia/Kathmandu"]).run(
+                on: harness.database(), logger: TestServers.logger)
+            try await harness.publish(events[500...].map(\.jsonBody))
+            _ = try await migration
+            try await harness.waitUntilCounted(1_000)
+        }
+        let expected = try ExpectedRollups(events: events, zones: ["UTC", "Asia/Kathmandu"])
+        let stored = try await harness.storedRollups()
+        #expect(stored.daily == expected.daily)
+        #expect(stored.hourly == expected.hourly)
+        try await harness.cleanup()
+    }
+}
