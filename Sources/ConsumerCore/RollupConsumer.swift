@@ -128,7 +128,7 @@ public final class RollupConsumer: Service {
                 }
                 let database = self.database
                 inFlight = InFlight(
-                    lastTag: chunk[chunk.count - 1].deliveryTag, deliveries: eventDeliveries,
+                    lastTag: chunk[chunk.endIndex - 1].deliveryTag, deliveries: eventDeliveries,
                     fold: Task { try await database.foldIsolatingRefusals(events) })
             }
         }

@@ -1,0 +1,89 @@
+import ConsumerCore
+import Foundation
+import Shared
+import Testing
+
+/// Crashes and restarts in the middle of a stream. These restart the shared servers, so `scripts/test` runs this
+/// suite alone, after the others.
+@Suite(.serialized)
+struct FaultTests {
+    /// Runs a shell command as the tests' user (root, as the servers' tools need) and requires it to succeed.
+    /// `system` rather than `Process`: a server restarted by the command keeps the test's standard error open,
+    /// and Foundation's `Process` then never reports the shell's exit.
+    static func shell(_ command: String) {
+        #expect(system(command + " >/dev/null 2>&1") == 0, "\(command) failed")
+    }
+
+    /// The `consumer` executable built beside the test bundle.
+    static var consumerBinary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("consumer")
+    }
+
+    static func startConsumer(_ harness: ConsumerHarness) throws -> Process {
+        let process = Process()
+        process.executableURL = consumerBinary
+        process.arguments = ["run"]
+        process.environment = try harness.environment()
+        try process.run()
+        return process
+    }
+
+    @Test func sigkillMidStreamThenARestartGivesExactRollups() async throws {
+        let harness = try await ConsumerHarness.make()
+        let events = workload(events: 20_000, users: 500, seed: 5)
+        try await harness.publish(events.map(\.jsonBody))
+
+        let first = try Self.startConsumer(harness)
+        try await harness.waitUntilCounted(3_000)
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        #expect(first.terminationReason == .uncaughtSignal)
+        let countedAtKill = try await harness.database().query("SELECT count(*) FROM counted_events")[0].int(0)
+        #expect(countedAtKill < events.count, "the kill came mid-stream")
+
+        let second = try Self.startConsumer(harness)
+        try await harness.waitUntilDrained(counted: events.count)
+        let stopped = ContinuousClock.now
+        kill(second.processIdentifier, SIGTERM)
+        second.waitUntilExit()
+        #expect(second.terminationReason == .exit)
+        #expect(second.terminationStatus == 0)
+        #expect(ContinuousClock.now - stopped < .seconds(20))
+
+        #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        #expect(try await harness.deadLetters().isEmpty, "redelivered events are folded, not dead-lettered")
+        try await harness.cleanup()
+    }
+
+    @Test func aBrokerRestartMidStreamGivesExactRollups() async throws {
+        let harness = try await ConsumerHarness.make()
+        let events = workload(events: 12_000, users: 300, seed: 6)
+        try await harness.withConsumers {
+            try await harness.publish(events[..<8_000].map(\.jsonBody))
+            try await harness.waitUntilCounted(2_000)
+            Self.shell("rabbitmqctl stop_app && rabbitmqctl start_app && rabbitmqctl await_online_nodes 1")
+            try await harness.publish(events[8_000...].map(\.jsonBody))
+            try await harness.waitUntilDrained(counted: events.count)
+        }
+        #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        try await harness.cleanup()
+    }
+
+    @Test func aDatabaseRestartMidStreamGivesExactRollups() async throws {
+        let harness = try await ConsumerHarness.make()
+        let events = workload(events: 12_000, users: 300, seed: 7)
+        try await harness.withConsumers {
+            try await harness.publish(events.map(\.jsonBody))
+            try await harness.waitUntilCounted(2_000)
+            Self.shell(
+                "pg_ctlcluster $(ls /usr/lib/postgresql | sort -n | tail -n 1) main restart -m fast"
+                    + " && until pg_isready -q -h 127.0.0.1; do sleep 0.1; done")
+            try await harness.waitUntilDrained(counted: events.count)
+        }
+        #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        try await harness.cleanup()
+    }
+}
