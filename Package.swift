@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "consumer", targets: ["Consumer"]),
+        .executable(name: "report-api", targets: ["ReportAPI"]),
+        .executable(name: "bench-tool", targets: ["BenchTool"]),
         .library(name: "Shared", targets: ["Shared"]),
     ],
     dependencies: [
@@ -59,6 +61,37 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(
+            name: "ReportAPICore",
+            dependencies: [
+                "Shared",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .executableTarget(
+            name: "ReportAPI",
+            dependencies: [
+                "ReportAPICore",
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .executableTarget(
+            name: "BenchTool",
+            dependencies: [
+                "ConsumerCore",
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/BenchTool"
+        ),
         .testTarget(
             name: "SharedTests",
             dependencies: ["Shared"]
@@ -71,7 +104,9 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "ConsumerCore",
+                "ReportAPICore",
                 "Shared",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -232,23 +232,10 @@ struct ExpectedRollups: Equatable {
     }
 }
 
-/// A deterministic random source, so that a failing workload can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Check-ins and joins spread over days around daylight-saving changes (New York on 2023-03-12 and 2023-11-05),
 /// over three spaces, in an order of their own.
 func workload(events count: Int, users: Int32, seed: UInt64) -> [Event] {
-    var random = SplitMix64(state: seed)
+    var random = SeededGenerator(seed: seed)
     let windows = [
         Timestamp(year: 2023, month: 3, day: 11), Timestamp(year: 2023, month: 11, day: 4),
         Timestamp(year: 2023, month: 6, day: 30),

@@ -65,8 +65,8 @@ public struct Environment: Sendable {
     }
 }
 
-/// `text` in quotes, cut to a length that keeps the error on one readable line.
-func quoted(_ text: String, limit: Int = 64) -> String {
+/// `text` in quotes, cut to a length that keeps an error message on one readable line.
+public func quoted(_ text: String, limit: Int = 64) -> String {
     let cut = text.count > limit ? String(text.prefix(limit)) + "…" : text
     return "\"" + cut.replacingOccurrences(of: "\n", with: "\\n") + "\""
 }

@@ -20,15 +20,16 @@ public actor PostgresPool {
         self.logger = logger
     }
 
-    /// Lends a connection to `body` and takes it back afterwards, whatever `body` does.
-    public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    /// Lends a connection to `body` and takes it back afterwards, whatever `body` does. `body` runs in the
+    /// caller's context; only taking and returning the connection go through the pool.
+    public nonisolated func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await acquire()
         do {
             let result = try await body(connection)
-            release(connection)
+            await release(connection)
             return result
         } catch {
-            release(connection)
+            await release(connection)
             throw error
         }
     }

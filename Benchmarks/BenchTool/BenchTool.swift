@@ -1,0 +1,86 @@
+import ArgumentParser
+import ConsumerCore
+import Foundation
+import Logging
+import Shared
+
+/// Helpers of the benchmark scripts: the same seeded workload, published to a queue or folded straight into the
+/// rollups with the consumer's own statements.
+@main
+struct BenchTool: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-tool", abstract: "Workloads for scripts/bench-consumer.",
+        subcommands: [Prefill.self, Fold.self])
+}
+
+struct Workload: ParsableArguments {
+    @Option(help: "Check-ins to generate.") var count = 300_000
+    @Option(help: "Distinct users.") var users: Int32 = 10_000
+    @Option(help: "Days the check-ins are spread over, ending now.") var days = 365
+    @Option(help: "Seed of the random generator.") var seed: UInt64 = 42
+
+    /// The check-ins, the same for the same options: ids, users, spaces and times all come from the seed.
+    func events() -> [Event] {
+        var random = SeededGenerator(seed: seed)
+        let end = Timestamp.now.microsecondsSinceEpoch.floorDivided(by: 86_400_000_000).quotient * 86_400_000_000
+        let span = Int64(days) * 86_400_000_000
+        let spaces = ["hq", "annex", "default"]
+        return (0..<count).map { _ in
+            var bytes = (random.next(), random.next())
+            let id = withUnsafeMutableBytes(of: &bytes) { raw -> UUID in
+                raw[6] = raw[6] & 0x0F | 0x40
+                raw[8] = raw[8] & 0x3F | 0x80
+                return UUID(uuid: raw.load(as: uuid_t.self))
+            }
+            return Event(
+                id: id, kind: .checkin, userID: Int32.random(in: 1...users, using: &random),
+                occurredAt: Timestamp(microsecondsSinceEpoch: end - Int64.random(in: 1...span, using: &random)),
+                spaceID: spaces[Int.random(in: 0..<3, using: &random)])
+        }
+    }
+}
+
+struct Prefill: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Publishes the workload to EXCHANGE with confirms.")
+    @OptionGroup var workload: Workload
+
+    func run() async throws {
+        let environment = Environment.process
+        let amqp = try await AMQPConnection.connect(
+            try AMQPConfiguration.fromEnvironment(environment), logger: Logger(label: "bench"))
+        let exchange = try Topology.fromEnvironment(environment).exchange
+        try await amqp.enableConfirms()
+        let events = workload.events()
+        for start in stride(from: 0, to: events.count, by: 10_000) {
+            let messages = events[start..<min(start + 10_000, events.count)].map {
+                AMQPOutgoingMessage(
+                    exchange: exchange, routingKey: $0.kind.rawValue, properties: .event(), body: $0.jsonBody)
+            }
+            let outcomes = try await amqp.publishConfirmed(messages, window: 1_000)
+            guard outcomes.allSatisfy({ $0 == .confirmed }) else { throw ExitCode.failure }
+        }
+        await amqp.close()
+        print("published \(events.count)")
+    }
+}
+
+struct Fold: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Folds the workload into the rollups of DB_SCHEMA with the consumer's statements, nothing else.")
+    @OptionGroup var workload: Workload
+    @Option(help: "Events per transaction.") var batchSize = 1_000
+
+    func run() async throws {
+        let database = try PostgresConfiguration.fromEnvironment(.process, applicationName: "bench-fold")
+        let connection = try await PostgresConnection.connect(database, logger: Logger(label: "bench"))
+        let events = workload.events()
+        let writer = RollupWriter(totalsSlot: 0)
+        let started = ContinuousClock.now
+        for start in stride(from: 0, to: events.count, by: batchSize) {
+            let batch = Array(events[start..<min(start + batchSize, events.count)])
+            _ = try await connection.withTransaction { try writer.fold(batch, on: $0) }
+        }
+        let elapsed = ContinuousClock.now - started
+        print("\(events.count) \(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)")
+    }
+}

@@ -1,0 +1,177 @@
+import Hummingbird
+import Logging
+import Prometheus
+import Shared
+
+/// The settings of `report-api`.
+public struct ReportAPISettings: Sendable {
+    /// The database, as the SELECT-only role.
+    public var database: PostgresConfiguration
+    /// `REPORT_TIMEZONE` is the zone of a query without `tz`.
+    public var zones: ReportZones
+    /// `APP_PORT`, default 5153.
+    public var port: Int
+    /// `BIND_ADDRESS`, default `0.0.0.0`.
+    public var bindAddress: String
+    /// `DB_POOL_SIZE`: database connections at most, default 8.
+    public var poolSize: Int
+    public var logLevel: Logger.Level
+
+    public init(
+        database: PostgresConfiguration, zones: ReportZones = ReportZones(folded: ["UTC"], defaultZone: "UTC"),
+        port: Int = 5153, bindAddress: String = "0.0.0.0", poolSize: Int = 8, logLevel: Logger.Level = .info
+    ) {
+        self.database = database
+        self.zones = zones
+        self.port = port
+        self.bindAddress = bindAddress
+        self.poolSize = poolSize
+        self.logLevel = logLevel
+    }
+
+    public static func fromEnvironment(_ environment: Shared.Environment) throws(ConfigurationError)
+        -> ReportAPISettings
+    {
+        ReportAPISettings(
+            database: try PostgresConfiguration.fromEnvironment(environment, applicationName: "report-api"),
+            zones: try ReportZones.fromEnvironment(environment),
+            port: try environment.integer("APP_PORT", default: 5153, in: 1...65_535),
+            bindAddress: environment["BIND_ADDRESS"] ?? "0.0.0.0",
+            poolSize: try environment.integer("DB_POOL_SIZE", default: 8, in: 1...100),
+            logLevel: try Logger.Level.fromEnvironment(environment))
+    }
+}
+
+/// Builds the report API: the legacy paths, the new reports, probes, metrics and the OpenAPI document.
+public enum ReportAPIApp {
+    public static func buildApplication(
+        settings: ReportAPISettings, registry: PrometheusCollectorRegistry, logger: Logger
+    ) -> some ApplicationProtocol {
+        let pool = PostgresPool(configuration: settings.database, maxConnections: settings.poolSize, logger: logger)
+        let router = buildRouter(
+            store: ReportStore(pool: pool), defaultZone: settings.zones.defaultZone, registry: registry, logger: logger)
+        return Application(
+            router: router,
+            configuration: ApplicationConfiguration(
+                address: .hostname(settings.bindAddress, port: settings.port), serverName: nil),
+            logger: logger)
+    }
+
+    /// The routes, separate from the server so that tests drive them with HummingbirdTesting.
+    public static func buildRouter(
+        store: ReportStore, defaultZone: String, registry: PrometheusCollectorRegistry, logger: Logger
+    ) -> Router<BasicRequestContext> {
+        let router = Router()
+        // Outermost, so that metrics count the answers the error middleware makes of errors.
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: JSONErrorMiddleware(logger: logger))
+
+        router.get("health_check") { _, _ in text("ok") }
+        router.get("readiness_check") { _, _ -> Response in
+            let answered = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { (try? await store.ping()) != nil }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(2))
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            return answered ? text("ok") : text("failed", status: .serviceUnavailable)
+        }
+        router.get("api/reports/daily_usage") { request, _ -> Response in
+            let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
+            return json(ReportJSON.dailyUsage(try await store.dailyUsage(query)))
+        }
+        router.get("api/reports/hourly_usage") { request, _ -> Response in
+            let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
+            return json(ReportJSON.hourlyUsage(try await store.hourlyUsage(query)))
+        }
+        router.get("api/reports/user_visits") { request, _ -> Response in
+            let query = try UserVisitsQuery(parameters: request.queryPairs)
+            if let limit = query.limit {
+                let page = try await store.userVisits(after: query.after, limit: limit)
+                return json("{" + ReportJSON.userVisitsMembers(page) + "}")
+            }
+            return streamedUserVisits(store: store, after: query.after, logger: logger)
+        }
+        router.get("api/reports/summary") { _, _ -> Response in
+            json(ReportJSON.summary(try await store.summary()))
+        }
+        router.get("metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        }
+        router.get("openapi.json") { _, _ in json(OpenAPIDocument.json) }
+        return router
+    }
+
+    /// Every user, streamed a cursor page at a time. Once the first bytes are sent the status is 200: a failure
+    /// after that cuts the body short (the client sees invalid JSON) and is logged.
+    private static func streamedUserVisits(store: ReportStore, after: Int32, logger: Logger) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: ResponseBody { writer in
+                var separator = "{"
+                do {
+                    try await store.streamUserVisits(after: after) { page in
+                        try await writer.write(ByteBuffer(string: separator + ReportJSON.userVisitsMembers(page)))
+                        separator = ","
+                    }
+                } catch {
+                    logger.error(
+                        "Streaming user_visits failed", metadata: [LogKey.error: "\(String(reflecting: error))"])
+                    throw error
+                }
+                try await writer.write(ByteBuffer(string: separator == "{" ? "{}" : "}"))
+                try await writer.finish(nil)
+            })
+    }
+}
+
+private func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+    Response(
+        status: status, headers: [.contentType: "application/json"],
+        body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+}
+
+private func text(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+    Response(
+        status: status, headers: [.contentType: "text/plain; charset=utf-8"],
+        body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+}
+
+extension Request {
+    /// The query's name and value pairs, in order, duplicates kept.
+    var queryPairs: [(String, String)] {
+        uri.queryParameters.map { (String($0.key), String($0.value)) }
+    }
+}
+
+/// Turns every error into a JSON answer that shows no internals: 400 for a bad query, 404 for an unknown path,
+/// 503 while the database is unreachable, 500 (logged, with no detail in the answer) for anything else.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as QueryError {
+            return json(ReportJSON.error(error.message), status: .badRequest)
+        } catch let error as HTTPError where error.status == .notFound {
+            return json(ReportJSON.error("no such path: \(request.uri.path)"), status: .notFound)
+        } catch let error as HTTPError where error.status == .methodNotAllowed {
+            return json(ReportJSON.error("this API is read-only: use GET"), status: .methodNotAllowed)
+        } catch let error as PostgresError where error.isRetriable {
+            logger.warning("The database is unavailable", metadata: [LogKey.error: "\(error.debugDescription)"])
+            return json(ReportJSON.error("the database is unavailable; try again shortly"), status: .serviceUnavailable)
+        } catch {
+            logger.error("A request failed", metadata: [LogKey.error: "\(String(reflecting: error))"])
+            return json(ReportJSON.error("internal error"), status: .internalServerError)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Shared
+
+/// A bad query: answered 400 with `{"error": message}`, the message naming the parameter.
+public struct QueryError: Error, Equatable, Sendable {
+    public var message: String
+
+    public init(_ message: String) {
+        self.message = message
+    }
+}
+
+/// The query of `daily_usage` and `hourly_usage`: a range of days in a time zone, for one space or all.
+public struct UsageQuery: Equatable, Sendable {
+    /// The first day, inclusive; nil for no lower bound.
+    public var from: LocalDate?
+    /// The last day, inclusive; nil for no upper bound.
+    public var to: LocalDate?
+    /// An IANA zone name.
+    public var zone: String
+    /// One space, or nil for all.
+    public var space: String?
+
+    /// The longest explicit range: ten years of days, leap days included.
+    public static let maxRangeDays = 3_653
+
+    public init(from: LocalDate? = nil, to: LocalDate? = nil, zone: String, space: String? = nil) {
+        self.from = from
+        self.to = to
+        self.zone = zone
+        self.space = space
+    }
+
+    /// Parses `from`, `to`, `tz` and `space`; `defaultZone` answers when `tz` is absent.
+    public init(parameters: [(String, String)], defaultZone: String) throws(QueryError) {
+        let values = try QueryParameters(parameters, allowed: ["from", "to", "tz", "space"])
+        from = try values["from"].map { text throws(QueryError) in try Self.date(text, name: "from") }
+        to = try values["to"].map { text throws(QueryError) in try Self.date(text, name: "to") }
+        zone = values["tz"] ?? defaultZone
+        guard isKnownTimeZone(zone) else {
+            throw QueryError("tz must be an IANA time zone such as Asia/Kolkata, got \(quoted(zone))")
+        }
+        space = values["space"]
+        if let space, !isValidSpaceID(space) {
+            throw QueryError("space must be 1 to 64 of A-Z a-z 0-9 . _ -, got \(quoted(space))")
+        }
+        if let from, let to {
+            guard from <= to else { throw QueryError("from (\(from)) is after to (\(to))") }
+            guard to.dayNumber - from.dayNumber < Self.maxRangeDays else {
+                throw QueryError("from..to spans more than 10 years; ask for a shorter range")
+            }
+        }
+    }
+
+    private static func date(_ text: String, name: String) throws(QueryError) -> LocalDate {
+        guard let date = LocalDate(text) else {
+            throw QueryError("\(name) must be a date YYYY-MM-DD, got \(quoted(text))")
+        }
+        return date
+    }
+}
+
+/// The query of `user_visits`: a page of users after a user id, or every user.
+public struct UserVisitsQuery: Equatable, Sendable {
+    /// The largest page.
+    public static let maxLimit = 10_000
+
+    public var limit: Int?
+    /// Only users with a greater id (exclusive).
+    public var after: Int32
+
+    public init(limit: Int? = nil, after: Int32 = 0) {
+        self.limit = limit
+        self.after = after
+    }
+
+    public init(parameters: [(String, String)]) throws(QueryError) {
+        let values = try QueryParameters(parameters, allowed: ["limit", "after"])
+        limit = try values["limit"].map { text throws(QueryError) in
+            guard let limit = Int(text), (1...Self.maxLimit).contains(limit) else {
+                throw QueryError("limit must be an integer from 1 to \(Self.maxLimit), got \(quoted(text))")
+            }
+            return limit
+        }
+        after =
+            try values["after"].map { text throws(QueryError) in
+                guard let after = Int32(text), after >= 0 else {
+                    throw QueryError("after must be a user id from 0 to \(Int32.max), got \(quoted(text))")
+                }
+                return after
+            } ?? 0
+    }
+}
+
+/// Checks that a query names only `allowed` parameters, each once.
+struct QueryParameters {
+    private var values: [String: String] = [:]
+
+    init(_ parameters: [(String, String)], allowed: Set<String>) throws(QueryError) {
+        for (name, value) in parameters {
+            guard allowed.contains(name) else {
+                let known = allowed.sorted().joined(separator: ", ")
+                throw QueryError("unknown query parameter \(quoted(name)) (known: \(known))")
+            }
+            guard values[name] == nil else { throw QueryError("\(name) is given more than once") }
+            values[name] = value
+        }
+    }
+
+    subscript(name: String) -> String? { values[name] }
+}

@@ -1,0 +1,171 @@
+import Logging
+import Shared
+import Synchronization
+
+/// The report API's reads of the rollups. Every report reads pre-aggregated rows: the daily and hourly rows of a
+/// zone that `consumer migrate` marked ready, else the 15-minute rows, which are exact for any zone.
+public struct ReportStore: Sendable {
+    let pool: PostgresPool
+    private let readyZones: ReadyZones
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+        self.readyZones = ReadyZones()
+    }
+
+    /// Visits per local day, ascending; days without visits are left out.
+    public func dailyUsage(_ query: UsageQuery) async throws -> [(day: String, visits: Int)] {
+        let sql: String
+        if try await readyZones.contains(query.zone, pool: pool) {
+            sql = """
+                SELECT day::text, sum(visits)::bigint FROM visits_daily
+                WHERE zone = $1 AND day >= coalesce($2::date, '-infinity') AND day <= coalesce($3::date, 'infinity')
+                  AND ($4::text IS NULL OR space_id = $4)
+                GROUP BY day ORDER BY day
+                """
+        } else {
+            sql = """
+                SELECT (bucket_start AT TIME ZONE $1::text)::date::text, sum(visits)::bigint FROM visits_quarter_hour
+                WHERE \(Self.quarterHourRange) AND ($4::text IS NULL OR space_id = $4)
+                GROUP BY 1 ORDER BY 1
+                """
+        }
+        let rows = try await pool.withConnection { try await $0.query(sql, query.parameters) }
+        return try rows.rows.map { (try $0.string(0), try $0.int(1)) }
+    }
+
+    /// Visits per local hour of the day (0 to 23) over the range; hours without visits are left out.
+    public func hourlyUsage(_ query: UsageQuery) async throws -> [Int: Int] {
+        let sql: String
+        if try await readyZones.contains(query.zone, pool: pool) {
+            sql = """
+                SELECT hour, sum(visits)::bigint FROM visits_hourly
+                WHERE zone = $1 AND day >= coalesce($2::date, '-infinity') AND day <= coalesce($3::date, 'infinity')
+                  AND ($4::text IS NULL OR space_id = $4)
+                GROUP BY hour
+                """
+        } else {
+            sql = """
+                SELECT extract(hour FROM bucket_start AT TIME ZONE $1::text)::int, sum(visits)::bigint FROM visits_quarter_hour
+                WHERE \(Self.quarterHourRange) AND ($4::text IS NULL OR space_id = $4)
+                GROUP BY 1
+                """
+        }
+        let rows = try await pool.withConnection { try await $0.query(sql, query.parameters) }
+        var hours: [Int: Int] = [:]
+        for row in rows.rows { hours[try row.int(0)] = try row.int(1) }
+        return hours
+    }
+
+    /// The 15-minute buckets from local midnight of `from` to local midnight after `to`, in zone `$1`.
+    private static let quarterHourRange = """
+        bucket_start >= coalesce($2::date::timestamp AT TIME ZONE $1::text, '-infinity')
+          AND bucket_start < coalesce(($3::date + 1)::timestamp AT TIME ZONE $1::text, 'infinity')
+        """
+
+    /// One user's line of `user_visits`.
+    public struct UserVisits: Sendable, Equatable {
+        public var userID: Int
+        public var visits: Int
+        public var joinedAt: Timestamp?
+    }
+
+    private static let userVisitsSQL = """
+        SELECT user_id, visits, joined_at FROM user_activity
+        WHERE visits > 0 AND user_id > $1 ORDER BY user_id
+        """
+
+    /// A page of users with at least one visit, by ascending id after `query.after`.
+    public func userVisits(after: Int32, limit: Int) async throws -> [UserVisits] {
+        let rows = try await pool.withConnection {
+            try await $0.query(Self.userVisitsSQL + " LIMIT $2", [after, limit])
+        }
+        return try rows.rows.map(Self.userVisits)
+    }
+
+    /// Every user with at least one visit after `after`, handed to `body` a page at a time from a cursor, so
+    /// that any number of users takes the memory of one page.
+    public func streamUserVisits(after: Int32, pageSize: Int = 1_000, _ body: ([UserVisits]) async throws -> Void)
+        async throws
+    {
+        try await pool.withConnection { connection in
+            try await connection.execute("BEGIN READ ONLY")
+            do {
+                try await connection.query("DECLARE users NO SCROLL CURSOR FOR " + Self.userVisitsSQL, [after])
+                while true {
+                    let page = try await connection.query("FETCH \(pageSize) FROM users").rows.map(Self.userVisits)
+                    if page.isEmpty { break }
+                    try await body(page)
+                }
+                try await connection.execute("COMMIT")
+            } catch {
+                if connection.isUsable { try? await connection.execute("ROLLBACK") }
+                throw error
+            }
+        }
+    }
+
+    private static func userVisits(_ row: PostgresRow) throws -> UserVisits {
+        UserVisits(userID: try row.int(0), visits: try row.int(1), joinedAt: try row.optionalTimestamp(2))
+    }
+
+    /// The figures of `summary`.
+    public struct Summary: Sendable, Equatable {
+        public var checkins: Int
+        public var users: Int
+        public var firstCheckin: Timestamp?
+        public var lastCheckin: Timestamp?
+        public var lastFolded: Timestamp?
+    }
+
+    public func summary() async throws -> Summary {
+        let rows = try await pool.withConnection {
+            try await $0.query(
+                """
+                SELECT coalesce(sum(checkins), 0)::bigint, (SELECT count(*) FROM user_activity WHERE visits > 0),
+                       min(first_checkin_at), max(last_checkin_at), max(last_folded_at)
+                FROM fold_totals
+                """)
+        }
+        let row = rows[0]
+        return Summary(
+            checkins: try row.int(0), users: try row.int(1), firstCheckin: try row.optionalTimestamp(2),
+            lastCheckin: try row.optionalTimestamp(3), lastFolded: try row.optionalTimestamp(4))
+    }
+
+    /// Whether the database answers `SELECT 1`.
+    public func ping() async throws {
+        _ = try await pool.withConnection { try await $0.query("SELECT 1") }
+    }
+}
+
+extension UsageQuery {
+    var parameters: [(any PostgresEncodable)?] {
+        [zone, from?.description, to?.description, space]
+    }
+}
+
+/// The zones whose daily rows are filled, read from `report_zones` at most every ten seconds: zones change only
+/// when `consumer migrate` runs.
+final class ReadyZones: Sendable {
+    private struct Cache {
+        var zones: Set<String> = []
+        var readAt: ContinuousClock.Instant?
+    }
+
+    private let cache = Mutex(Cache())
+    private static let lifetime = Duration.seconds(10)
+
+    func contains(_ zone: String, pool: PostgresPool) async throws -> Bool {
+        let now = ContinuousClock.now
+        let cached: Set<String>? = cache.withLock { cache in
+            guard let readAt = cache.readAt, now - readAt < Self.lifetime else { return nil }
+            return cache.zones
+        }
+        if let cached { return cached.contains(zone) }
+        let rows = try await pool.withConnection { try await $0.query("SELECT zone FROM report_zones WHERE ready") }
+        let zones = Set(try rows.rows.map { try $0.string(0) })
+        cache.withLock { $0 = Cache(zones: zones, readAt: now) }
+        return zones.contains(zone)
+    }
+}
