@@ -96,8 +96,9 @@ public enum ReportAPIApp {
             }
             return streamedUserVisits(store: store, after: query.after, logger: logger)
         }
-        router.get("api/reports/summary") { _, _ -> Response in
-            json(ReportJSON.summary(try await store.summary()))
+        router.get("api/reports/summary") { request, _ -> Response in
+            _ = try QueryParameters(request.queryPairs, allowed: [])
+            return json(ReportJSON.summary(try await store.summary()))
         }
         router.get("metrics") { _, _ -> Response in
             Response(

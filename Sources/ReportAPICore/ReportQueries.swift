@@ -98,8 +98,9 @@ struct QueryParameters {
     init(_ parameters: [(String, String)], allowed: Set<String>) throws(QueryError) {
         for (name, value) in parameters {
             guard allowed.contains(name) else {
-                let known = allowed.sorted().joined(separator: ", ")
-                throw QueryError("unknown query parameter \(quoted(name)) (known: \(known))")
+                let known =
+                    allowed.isEmpty ? "this path takes none" : "known: " + allowed.sorted().joined(separator: ", ")
+                throw QueryError("unknown query parameter \(quoted(name)) (\(known))")
             }
             guard values[name] == nil else { throw QueryError("\(name) is given more than once") }
             values[name] = value

@@ -1,0 +1,190 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Prometheus
+import ReportAPICore
+import Shared
+import Testing
+
+@Suite("The report API over folded rollups", .serialized)
+struct ReportAPITests {
+    /// Zones folded as daily rows; Asia/Kathmandu (+05:45) is left out on purpose, to be answered from the
+    /// 15-minute rows.
+    static let zones = ["UTC", "Asia/Kolkata", "America/New_York"]
+
+    /// A router over the rollups of `schema`, as the SELECT-only role.
+    static func router(schema: String, defaultZone: String = "UTC") throws -> Router<BasicRequestContext> {
+        let pool = PostgresPool(
+            configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 4, logger: TestServers.logger
+        )
+        return ReportAPIApp.buildRouter(
+            store: ReportStore(pool: pool), defaultZone: defaultZone, registry: PrometheusCollectorRegistry(),
+            logger: TestServers.logger)
+    }
+
+    static func get(_ router: Router<BasicRequestContext>, _ uri: String) async throws -> (HTTPResponse.Status, String)
+    {
+        try await Application(router: router).test(.router) { client in
+            try await client.execute(uri: uri, method: .get) { response in
+                (response.status, String(buffer: response.body))
+            }
+        }
+    }
+
+    /// Visits per day of `zone`, optionally of one space, from the reference model, as the API writes them.
+    static func expectedDaily(
+        _ expected: ExpectedRollups, zone: String, from: String? = nil, to: String? = nil, space: String? = nil
+    ) -> String {
+        var days: [String: Int] = [:]
+        for (key, visits) in expected.daily {
+            let parts = key.split(separator: " ").map(String.init)
+            guard parts[0] == zone, space == nil || parts[2] == space else { continue }
+            if let from, parts[1] < from { continue }
+            if let to, parts[1] > to { continue }
+            days[parts[1], default: 0] += visits
+        }
+        return "{" + days.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+    }
+
+    static func expectedHourly(_ expected: ExpectedRollups, zone: String, from: String, to: String) -> String {
+        var hours = [Int](repeating: 0, count: 24)
+        for (key, visits) in expected.hourly {
+            let parts = key.split(separator: " ").map(String.init)
+            guard parts[0] == zone, parts[1] >= from, parts[1] <= to, let hour = Int(parts[2]) else { continue }
+            hours[hour] += visits
+        }
+        return "{" + (0..<24).map { String(format: "\"%02d\":%d", $0, hours[$0]) }.joined(separator: ",") + "}"
+    }
+
+    @Test func everyReportMatchesTheFoldedWorkloadExactly() async throws {
+        let harness = try await ConsumerHarness.make(zones: Self.zones)
+        let events = workload(events: 3_000, users: 120, seed: 11)
+        try await harness.withConsumers {
+            try await harness.publish(events.map(\.jsonBody))
+            try await harness.waitUntilDrained(counted: events.count)
+        }
+        let expected = try ExpectedRollups(
+            events: events, zones: Self.zones + ["Asia/Kathmandu", "Australia/Eucla"])
+        let router = try Self.router(schema: harness.schema)
+
+        // Listed zones read daily rows; the others the 15-minute rows; both exact, DST days included.
+        for zone in Self.zones + ["Asia/Kathmandu", "Australia/Eucla"] {
+            let (status, body) = try await Self.get(router, "/api/reports/daily_usage?tz=\(zone)")
+            #expect(status == .ok)
+            #expect(body == Self.expectedDaily(expected, zone: zone), "daily_usage in \(zone)")
+            let range = try await Self.get(
+                router, "/api/reports/daily_usage?tz=\(zone)&from=2023-03-12&to=2023-11-05&space=hq")
+            #expect(
+                range.1 == Self.expectedDaily(expected, zone: zone, from: "2023-03-12", to: "2023-11-05", space: "hq"))
+            let hourly = try await Self.get(
+                router, "/api/reports/hourly_usage?tz=\(zone)&from=2023-03-11&to=2023-03-13")
+            #expect(hourly.1 == Self.expectedHourly(expected, zone: zone, from: "2023-03-11", to: "2023-03-13"))
+        }
+        #expect(try await Self.get(router, "/api/reports/daily_usage?space=nowhere").1 == "{}")
+        #expect(
+            try await Self.get(router, "/api/reports/daily_usage?from=2023-03-12&to=2023-03-12&tz=America/New_York").1
+                == Self.expectedDaily(expected, zone: "America/New_York", from: "2023-03-12", to: "2023-03-12"))
+
+        // user_visits: every user with a visit, ascending, as one stream and as pages.
+        let visited = expected.users.filter { $0.value.visits > 0 }.sorted { $0.key < $1.key }
+        let all =
+            "{"
+            + visited.map { id, user in
+                let joined = user.joined.map { "\"\($0.legacyText)\"" } ?? "null"
+                return "\"\(id)\":{\"joined_at\":\(joined),\"visits\":\(user.visits)}"
+            }.joined(separator: ",") + "}"
+        #expect(try await Self.get(router, "/api/reports/user_visits").1 == all)
+        var paged: [String] = []
+        var after = 0
+        while true {
+            let page = try await Self.get(router, "/api/reports/user_visits?limit=50&after=\(after)").1
+            guard page != "{}" else { break }
+            paged.append(String(page.dropFirst().dropLast()))
+            let ids = try JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any]
+            after = ids?.keys.compactMap { Int($0) }.max() ?? Int.max
+        }
+        #expect("{" + paged.joined(separator: ",") + "}" == all)
+
+        let summary = try await Self.get(router, "/api/reports/summary").1
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(summary.utf8)) as? [String: Any])
+        #expect(object["checkins"] as? Int == expected.checkins)
+        #expect(object["users"] as? Int == visited.count)
+        #expect(object["first_checkin_at"] as? String == expected.firstCheckin?.rfc3339)
+        #expect(object["last_checkin_at"] as? String == expected.lastCheckin?.rfc3339)
+        #expect((object["last_folded_at"] as? String)?.hasSuffix("Z") == true)
+        try await harness.cleanup()
+    }
+
+    @Test func anEmptyDatabaseAnswersEmptyReportsAndNulls() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let router = try Self.router(schema: harness.schema)
+        #expect(try await Self.get(router, "/api/reports/daily_usage").1 == "{}")
+        #expect(try await Self.get(router, "/api/reports/user_visits").1 == "{}")
+        #expect(
+            try await Self.get(router, "/api/reports/summary").1
+                == #"{"checkins":0,"users":0,"first_checkin_at":null,"last_checkin_at":null,"last_folded_at":null}"#)
+        #expect(try await Self.get(router, "/api/reports/hourly_usage").1.hasPrefix(#"{"00":0,"01":0,"#))
+        try await harness.cleanup()
+    }
+
+    static let badQueries: [(String, String)] = [
+        ("/api/reports/daily_usage?from=2023-02-30", #"from must be a date YYYY-MM-DD, got \"2023-02-30\""#),
+        ("/api/reports/daily_usage?to=yesterday", #"to must be a date YYYY-MM-DD, got \"yesterday\""#),
+        ("/api/reports/hourly_usage?tz=IST", #"tz must be an IANA time zone such as Asia/Kolkata, got \"IST\""#),
+        ("/api/reports/daily_usage?from=2023-02-08&to=2023-02-07", "from (2023-02-08) is after to (2023-02-07)"),
+        (
+            "/api/reports/daily_usage?from=2013-01-01&to=2023-01-02",
+            "from..to spans more than 10 years; ask for a shorter range"
+        ),
+        ("/api/reports/daily_usage?space=a%20b", #"space must be 1 to 64 of A-Z a-z 0-9 . _ -, got \"a b\""#),
+        ("/api/reports/daily_usage?day=2023-02-08", #"unknown query parameter \"day\" (known: from, space, to, tz)"#),
+        ("/api/reports/daily_usage?tz=UTC&tz=UTC", "tz is given more than once"),
+        ("/api/reports/user_visits?limit=10001", #"limit must be an integer from 1 to 10000, got \"10001\""#),
+        ("/api/reports/user_visits?limit=ten", #"limit must be an integer from 1 to 10000, got \"ten\""#),
+        ("/api/reports/user_visits?after=-1", #"after must be a user id from 0 to 2147483647, got \"-1\""#),
+        ("/api/reports/user_visits?offset=5", #"unknown query parameter \"offset\" (known: after, limit)"#),
+        ("/api/reports/summary?x=1", #"unknown query parameter \"x\" (this path takes none)"#),
+    ]
+
+    @Test("a bad query answers 400 naming the parameter", arguments: badQueries)
+    func badQuery(_ uri: String, _ message: String) async throws {
+        let router = try Self.router(schema: "public")
+        let (status, body) = try await Self.get(router, uri)
+        #expect(status == .badRequest)
+        #expect(body == #"{"error":""# + message + #""}"#)
+    }
+
+    @Test func aDatabaseThatIsDownAnswers503AndLivenessStaysUp() async throws {
+        var configuration = try TestServers.readerDatabase(schema: "public")
+        configuration.port = 1
+        let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)
+        let router = ReportAPIApp.buildRouter(
+            store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),
+            logger: TestServers.logger)
+        #expect(
+            try await Self.get(router, "/api/reports/daily_usage")
+                == (.serviceUnavailable, #"{"error":"the database is unavailable; try again shortly"}"#))
+        #expect(try await Self.get(router, "/api/reports/summary").0 == .serviceUnavailable)
+        #expect(try await Self.get(router, "/readiness_check") == (.serviceUnavailable, "failed"))
+        #expect(try await Self.get(router, "/health_check") == (.ok, "ok"))
+        #expect(try await Self.get(router, "/no/such/path") == (.notFound, #"{"error":"no such path: /no/such/path"}"#))
+    }
+
+    @Test func theOpenAPIDocumentIsValidAndListsExactlyTheRoutes() async throws {
+        let router = try Self.router(schema: "public")
+        let (status, body) = try await Self.get(router, "/openapi.json")
+        #expect(status == .ok)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let documented = Set((document["paths"] as? [String: Any] ?? [:]).keys)
+        let routed = Set(router.routes.map { "/" + $0.path.description.trimmingCharacters(in: ["/"]) })
+        #expect(documented == routed)
+
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("openapi-\(UUID()).json")
+        try Data(body.utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        #expect(
+            system("python3 -m openapi_spec_validator \(file.path) >/dev/null") == 0,
+            "the document is not valid OpenAPI")
+    }
+}
