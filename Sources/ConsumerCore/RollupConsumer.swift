@@ -34,12 +34,19 @@ public final class RollupConsumer: Service {
     }
 
     /// Runs until a graceful shutdown (SIGTERM), then finishes the batch it holds, acknowledges it and returns.
+    /// When the shutdown deadline cancels it first (the database is down), the batch is left unacknowledged,
+    /// for the broker to deliver again.
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await waitForSchema()
-            try await consumeUntilStopped()
-        } onGracefulShutdown: {
-            self.isStopping.store(true, ordering: .relaxed)
+        do {
+            try await withGracefulShutdownHandler {
+                try await waitForSchema()
+                try await consumeUntilStopped()
+            } onGracefulShutdown: {
+                self.isStopping.store(true, ordering: .relaxed)
+            }
+        } catch is CancellationError where stopping {
+            logger.warning(
+                "The shutdown deadline passed before the batch in hand committed; it will be delivered again")
         }
     }
 
@@ -75,7 +82,7 @@ public final class RollupConsumer: Service {
                 if attempt > 0 { metrics.recordReconnect(toDatabase: false) }
                 attempt = 0
                 isConsuming.store(true, ordering: .relaxed)
-                logger.info("Consuming events", metadata: ["amqp.queue": "\(settings.topology.queue)"])
+                logger.info("Consuming events", metadata: [LogKey.amqpQueue: "\(settings.topology.queue)"])
                 try await consume(from: amqp, consumerTag: consumerTag)
                 isConsuming.store(false, ordering: .relaxed)
                 await amqp.close()
@@ -213,8 +220,8 @@ public final class RollupConsumer: Service {
         logger.debug(
             "Folded a batch",
             metadata: [
-                LogKey.batchSize: "\(inFlight.deliveries.count)", "batch.counted": "\(outcome.result.counted)",
-                "batch.duplicates": "\(outcome.result.duplicates)",
+                LogKey.batchSize: "\(inFlight.deliveries.count)", LogKey.batchCounted: "\(outcome.result.counted)",
+                LogKey.batchDuplicates: "\(outcome.result.duplicates)",
             ])
     }
 
@@ -224,7 +231,13 @@ public final class RollupConsumer: Service {
         async throws -> DatabaseStage.Outcome
     {
         try await withThrowingTaskGroup(of: DatabaseStage.Outcome?.self) { group in
-            group.addTask { try await fold.value }
+            group.addTask {
+                try await withTaskCancellationHandler {
+                    try await fold.value
+                } onCancel: {
+                    fold.cancel()
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: .seconds(5))
                 while !Task.isCancelled { try await amqp.keepAlive(for: .seconds(1)) }

@@ -13,19 +13,24 @@ public struct ReportAPISettings: Sendable {
     public var port: Int
     /// `BIND_ADDRESS`, default `0.0.0.0`.
     public var bindAddress: String
-    /// `DB_POOL_SIZE`: database connections at most, default 8.
+    /// `DB_POOL_SIZE`: database connections at most, default 4 (two per core: more only queue inside PostgreSQL).
     public var poolSize: Int
+    /// `REPORT_CACHE_MS`: how long an answer of `daily_usage`, `hourly_usage` or `summary` is reused for the same
+    /// query; default 1000, 0 turns the cache off. Answers are at most that much staler than the rollups.
+    public var cacheLifetime: Duration
     public var logLevel: Logger.Level
 
     public init(
         database: PostgresConfiguration, zones: ReportZones = ReportZones(folded: ["UTC"], defaultZone: "UTC"),
-        port: Int = 5153, bindAddress: String = "0.0.0.0", poolSize: Int = 8, logLevel: Logger.Level = .info
+        port: Int = 5153, bindAddress: String = "0.0.0.0", poolSize: Int = 4, cacheLifetime: Duration = .seconds(1),
+        logLevel: Logger.Level = .info
     ) {
         self.database = database
         self.zones = zones
         self.port = port
         self.bindAddress = bindAddress
         self.poolSize = poolSize
+        self.cacheLifetime = cacheLifetime
         self.logLevel = logLevel
     }
 
@@ -37,7 +42,8 @@ public struct ReportAPISettings: Sendable {
             zones: try ReportZones.fromEnvironment(environment),
             port: try environment.integer("APP_PORT", default: 5153, in: 1...65_535),
             bindAddress: environment["BIND_ADDRESS"] ?? "0.0.0.0",
-            poolSize: try environment.integer("DB_POOL_SIZE", default: 8, in: 1...100),
+            poolSize: try environment.integer("DB_POOL_SIZE", default: 4, in: 1...100),
+            cacheLifetime: .milliseconds(try environment.integer("REPORT_CACHE_MS", default: 1_000, in: 0...3_600_000)),
             logLevel: try Logger.Level.fromEnvironment(environment))
     }
 }
@@ -49,7 +55,9 @@ public enum ReportAPIApp {
     ) -> some ApplicationProtocol {
         let pool = PostgresPool(configuration: settings.database, maxConnections: settings.poolSize, logger: logger)
         let router = buildRouter(
-            store: ReportStore(pool: pool), defaultZone: settings.zones.defaultZone, registry: registry, logger: logger)
+            store: ReportStore(pool: pool), defaultZone: settings.zones.defaultZone,
+            cacheLifetime: settings.cacheLifetime,
+            registry: registry, logger: logger)
         return Application(
             router: router,
             configuration: ApplicationConfiguration(
@@ -59,8 +67,10 @@ public enum ReportAPIApp {
 
     /// The routes, separate from the server so that tests drive them with HummingbirdTesting.
     public static func buildRouter(
-        store: ReportStore, defaultZone: String, registry: PrometheusCollectorRegistry, logger: Logger
+        store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, registry: PrometheusCollectorRegistry,
+        logger: Logger
     ) -> Router<BasicRequestContext> {
+        let cache = ResponseCache(lifetime: cacheLifetime)
         let router = Router()
         // Outermost, so that metrics count the answers the error middleware makes of errors.
         router.add(middleware: MetricsMiddleware())
@@ -82,11 +92,17 @@ public enum ReportAPIApp {
         }
         router.get("api/reports/daily_usage") { request, _ -> Response in
             let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-            return json(ReportJSON.dailyUsage(try await store.dailyUsage(query)))
+            return json(
+                try await cache.answer(for: "daily " + query.cacheKey) {
+                    ReportJSON.dailyUsage(try await store.dailyUsage(query))
+                })
         }
         router.get("api/reports/hourly_usage") { request, _ -> Response in
             let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-            return json(ReportJSON.hourlyUsage(try await store.hourlyUsage(query)))
+            return json(
+                try await cache.answer(for: "hourly " + query.cacheKey) {
+                    ReportJSON.hourlyUsage(try await store.hourlyUsage(query))
+                })
         }
         router.get("api/reports/user_visits") { request, _ -> Response in
             let query = try UserVisitsQuery(parameters: request.queryPairs)
@@ -98,7 +114,7 @@ public enum ReportAPIApp {
         }
         router.get("api/reports/summary") { request, _ -> Response in
             _ = try QueryParameters(request.queryPairs, allowed: [])
-            return json(ReportJSON.summary(try await store.summary()))
+            return json(try await cache.answer(for: "summary") { ReportJSON.summary(try await store.summary()) })
         }
         router.get("metrics") { _, _ -> Response in
             Response(

@@ -24,9 +24,21 @@ public struct ReportStore: Sendable {
                 GROUP BY day ORDER BY day
                 """
         } else {
+            // Each 15-minute row falls in the local day whose midnight (as an instant) is the last one before it:
+            // a binary search among at most 3,654 instants, instead of a time zone conversion per row.
             sql = """
-                SELECT (bucket_start AT TIME ZONE $1::text)::date::text, sum(visits)::bigint FROM visits_quarter_hour
-                WHERE \(Self.quarterHourRange) AND ($4::text IS NULL OR space_id = $4)
+                WITH span AS (
+                    SELECT coalesce($2::date, (min(bucket_start) AT TIME ZONE $1::text)::date) AS first,
+                           coalesce($3::date, (max(bucket_start) AT TIME ZONE $1::text)::date) AS last
+                    FROM visits_quarter_hour
+                ), midnights AS (
+                    SELECT array_agg(day::date::timestamp AT TIME ZONE $1::text ORDER BY day) AS at
+                    FROM span, generate_series(span.first, span.last + 1, interval '1 day') AS day
+                )
+                SELECT (span.first + width_bucket(v.bucket_start, midnights.at) - 1)::text, sum(v.visits)::bigint
+                FROM visits_quarter_hour v, midnights, span
+                WHERE v.bucket_start >= midnights.at[1] AND v.bucket_start < midnights.at[cardinality(midnights.at)]
+                  AND ($4::text IS NULL OR v.space_id = $4)
                 GROUP BY 1 ORDER BY 1
                 """
         }

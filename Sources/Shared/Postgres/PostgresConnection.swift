@@ -14,6 +14,9 @@ public actor PostgresConnection {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     private var connection: OpaquePointer?
+    /// The name of each statement prepared on this connection, by its SQL text: a statement is parsed and
+    /// planned once per connection, not once per call.
+    private var preparedStatements: [String: String] = [:]
     private let noticeSink: NoticeSink
     private let broken = Atomic<Bool>(false)
 
@@ -61,17 +64,31 @@ public actor PostgresConnection {
             }, Unmanaged.passUnretained(noticeSink).toOpaque())
     }
 
-    /// Runs one statement with `parameters` bound to `$1`, `$2`, ...; returns its rows.
+    /// Runs one statement with `parameters` bound to `$1`, `$2`, ...; returns its rows. The statement is
+    /// prepared on first use and reused after, so `sql` should be a fixed text, values always parameters.
     @discardableResult
     public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws(PostgresError)
         -> PostgresRows
     {
         let connection = try usableConnection()
+        let name = try preparedStatement(sql, parameterCount: parameters.count, on: connection)
         let result = withCStrings(parameters.map { $0?.postgresText }) { values in
-            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+            PQexecPrepared(connection, name, Int32(parameters.count), values, nil, nil, 0)
         }
         defer { PQclear(result) }
         return try rows(of: result)
+    }
+
+    private func preparedStatement(_ sql: String, parameterCount: Int, on connection: OpaquePointer)
+        throws(PostgresError) -> String
+    {
+        if let name = preparedStatements[sql] { return name }
+        let name = "s\(preparedStatements.count + 1)"
+        let result = PQprepare(connection, name, sql, Int32(parameterCount), nil)
+        defer { PQclear(result) }
+        _ = try rows(of: result)
+        preparedStatements[sql] = name
+        return name
     }
 
     /// Runs SQL text that takes no parameters and may hold several statements (a migration).
