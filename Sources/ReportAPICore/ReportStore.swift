@@ -35,11 +35,15 @@ public struct ReportStore: Sendable {
                     SELECT array_agg(day::date::timestamp AT TIME ZONE $1::text ORDER BY day) AS at
                     FROM span, generate_series(span.first, span.last + 1, interval '1 day') AS day
                 )
-                SELECT (span.first + width_bucket(v.bucket_start, midnights.at) - 1)::text, sum(v.visits)::bigint
-                FROM visits_quarter_hour v, midnights, span
-                WHERE v.bucket_start >= midnights.at[1] AND v.bucket_start < midnights.at[cardinality(midnights.at)]
-                  AND ($4::text IS NULL OR v.space_id = $4)
-                GROUP BY 1 ORDER BY 1
+                SELECT (span.first + days.number - 1)::text, days.visits
+                FROM span, (
+                    SELECT width_bucket(v.bucket_start, midnights.at) AS number, sum(v.visits)::bigint AS visits
+                    FROM visits_quarter_hour v, midnights
+                    WHERE v.bucket_start >= midnights.at[1] AND v.bucket_start < midnights.at[cardinality(midnights.at)]
+                      AND ($4::text IS NULL OR v.space_id = $4)
+                    GROUP BY 1
+                ) AS days
+                ORDER BY days.number
                 """
         }
         let rows = try await pool.withConnection { try await $0.query(sql, query.parameters) }
