@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "consumer", targets: ["Consumer"]),
         .executable(name: "report-api", targets: ["ReportAPI"]),
+        .executable(name: "producer", targets: ["Producer"]),
+        .library(name: "ProducerCore", targets: ["ProducerCore"]),
         .executable(name: "bench-tool", targets: ["BenchTool"]),
         .library(name: "Shared", targets: ["Shared"]),
     ],
@@ -82,6 +84,22 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(
+            name: "ProducerCore",
+            dependencies: [
+                "Shared",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "Producer",
+            dependencies: [
+                "ProducerCore",
+                "Shared",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "BenchTool",
             dependencies: [
@@ -104,6 +122,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "ConsumerCore",
+                "ProducerCore",
                 "ReportAPICore",
                 "Shared",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

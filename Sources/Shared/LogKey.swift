@@ -9,6 +9,7 @@ public enum LogKey {
     public static let unconfirmed = "amqp.unconfirmed"
     public static let rejectionReason = "event.rejection_reason"
     public static let amqpQueue = "amqp.queue"
+    public static let amqpRoutingKey = "amqp.routing_key"
     public static let batchSize = "batch.size"
     public static let batchCounted = "batch.counted"
     public static let batchDuplicates = "batch.duplicates"

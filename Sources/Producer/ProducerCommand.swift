@@ -1,0 +1,256 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ProducerCore
+import Shared
+
+@main
+struct ProducerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "producer",
+        abstract: "Publishes check-in events to RabbitMQ with publisher confirms.",
+        discussion: """
+            Configured by AMQP_URL, EXCHANGE and LOG_LEVEL. Every command ends with one line of how many events were \
+            published and confirmed, and exits non-zero when any was not confirmed.
+            """,
+        subcommands: [Publish.self, Replay.self, Backfill.self, Load.self]
+    )
+}
+
+/// What every command needs: the settings, logging, a publisher, and the closing line and exit status.
+struct ProducerContext {
+    let publisher: EventPublisher
+    let logger: Logger
+    let rules: EventRules
+
+    init() {
+        let (amqp, exchange, rules, level) = Program.configuration { () throws(ConfigurationError) in
+            let environment = Environment.process
+            return (
+                try AMQPConfiguration.fromEnvironment(environment), try Topology.fromEnvironment(environment).exchange,
+                try EventRules.fromEnvironment(environment), try Logger.Level.fromEnvironment(environment)
+            )
+        }
+        Program.bootstrapLogging(level: level)
+        logger = Logger(label: "producer")
+        publisher = EventPublisher(configuration: amqp, exchange: exchange, logger: logger)
+        self.rules = rules
+    }
+
+    /// Prints the closing line and fails when anything was not confirmed (or refused).
+    func finish(_ counts: EventPublisher.Counts, refused: Int = 0) async throws {
+        await publisher.close()
+        var line = "published \(counts.published) events, \(counts.confirmed) confirmed"
+        if refused > 0 { line += ", \(refused) refused" }
+        print(line)
+        if counts.confirmed < counts.published || refused > 0 { throw ExitCode.failure }
+    }
+}
+
+struct Publish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Publishes one event and waits for its confirm.")
+
+    @Option(help: "The member's user id, 1 to 2147483647.") var userID: Int32
+    @Option(help: "checkin or user_joined.") var type = "checkin"
+    @Option(help: "When it happened, RFC 3339 (default: now).") var at: String?
+    @Option(help: "The space of a check-in (default: default).") var space: String?
+    @Option(help: "The event id, a UUID (default: a new random one).") var eventID: String?
+
+    func run() async throws {
+        let context = ProducerContext()
+        guard let kind = EventKind(rawValue: type) else {
+            throw ValidationError("--type must be checkin or user_joined")
+        }
+        let occurredAt: Timestamp
+        do {
+            occurredAt = try at.map { try Timestamp(rfc3339: $0) } ?? .now
+        } catch {
+            throw ValidationError("--at must be an RFC 3339 timestamp with an offset, such as 2023-02-08T08:29:58Z")
+        }
+        guard let id = eventID.map({ UUID(uuidString: $0) }) ?? UUID() else {
+            throw ValidationError("--event-id must be a UUID")
+        }
+        let event = Event(id: id, kind: kind, userID: userID, occurredAt: occurredAt, spaceID: space)
+        do {
+            // The consumer's own rules, so that nothing is published that it would dead-letter.
+            _ = try EventDecoder(rules: context.rules).decode(event.jsonBody, now: .now)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        try await context.finish(await context.publisher.publish([await context.publisher.message(for: event)]))
+    }
+}
+
+struct Replay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publishes the events of a JSON Lines file (or standard input), one a line.",
+        discussion: "A line that is not a valid event is refused with its line number, unless --raw.")
+
+    @Argument(help: "The file; standard input when absent.") var file: String?
+    @Flag(help: "Send every line as it is, valid or not (to test dead-lettering).") var raw = false
+
+    func run() async throws {
+        let context = ProducerContext()
+        guard let handle = file.map({ FileHandle(forReadingAtPath: $0) }) ?? FileHandle.standardInput else {
+            throw ValidationError("cannot read \(file ?? "")")
+        }
+        let decoder = EventDecoder(rules: context.rules)
+        let progress = Progress()
+        var counts = EventPublisher.Counts()
+        var refused = 0
+        var batch: [AMQPOutgoingMessage] = []
+        var lineNumber = 0
+        func flush() async {
+            counts += await context.publisher.publish(batch)
+            batch.removeAll(keepingCapacity: true)
+            progress.update(count: counts.published)
+        }
+        for try await line in LineReader(handle) {
+            lineNumber += 1
+            switch ReplayLine(line, lineNumber: lineNumber, raw: raw, decoder: decoder, now: .now) {
+            case .message(let body, let routingKey, let messageID):
+                batch.append(await context.publisher.message(body: body, routingKey: routingKey, messageID: messageID))
+                if batch.count == 1_000 { await flush() }
+            case .refused(let number, let reason):
+                refused += 1
+                FileHandle.standardError.write(Data("line \(number): \(reason)\n".utf8))
+            case .blank:
+                break
+            }
+        }
+        await flush()
+        progress.finish()
+        try await context.finish(counts, refused: refused)
+    }
+}
+
+struct Backfill: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publishes the history of the legacy Flask database: users as user_joined, used tokens as checkin.",
+        discussion: "Event ids are UUIDv5 of token:<id> and user:<id>, so running it twice counts everything once.")
+
+    @Option(help: "The legacy database, postgresql://user:password@host:5432/database.") var legacyURL: String
+    @Option(help: "The column that dates a check-in: created_at (as the Flask reports did) or used_at.")
+    var timeColumn = "created_at"
+    @Option(help: "The zone the legacy naive timestamps were written in.") var sourceTimezone = "UTC"
+
+    func run() async throws {
+        let context = ProducerContext()
+        guard let column = LegacyBackfill.TimeColumn(rawValue: timeColumn) else {
+            throw ValidationError("--time-column must be created_at or used_at")
+        }
+        guard isKnownTimeZone(sourceTimezone) else {
+            throw ValidationError("--source-timezone must be an IANA time zone such as UTC or Europe/Berlin")
+        }
+        let legacy: PostgresConfiguration
+        do {
+            legacy = try PostgresConfiguration(url: legacyURL, variable: "--legacy-url")
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let progress = Progress()
+        var counts = EventPublisher.Counts()
+        do {
+            try await LegacyBackfill(legacy: legacy, timeColumn: column, sourceTimeZone: sourceTimezone).events(
+                logger: context.logger, total: { progress.total = $0 }
+            ) { events in
+                var messages: [AMQPOutgoingMessage] = []
+                for event in events { messages.append(await context.publisher.message(for: event)) }
+                counts += await context.publisher.publish(messages)
+                progress.update(count: counts.published)
+            }
+        } catch {
+            progress.finish()
+            Program.exit(after: error, logger: context.logger, "Reading the legacy database failed")
+        }
+        progress.finish()
+        try await context.finish(counts)
+    }
+}
+
+struct Load: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publishes synthetic check-ins at a steady rate, for benchmarks and demos.")
+
+    @Option(help: "Check-ins per second.") var rate: Double
+    @Option(help: "Seconds to run.") var duration: Double
+    @Option(help: "Distinct users.") var users: Int32 = 1_000
+    @Option(help: "Spread the check-ins over this many past days (0: now).") var days = 0
+
+    func run() async throws {
+        guard rate > 0, duration > 0, users > 0, days >= 0 else {
+            throw ValidationError("--rate, --duration and --users must be positive, --days at least 0")
+        }
+        let context = ProducerContext()
+        let progress = Progress(total: Int(rate * duration))
+        var bucket = TokenBucket(rate: rate, burst: max(1, rate / 10))
+        var random = SystemRandomNumberGenerator()
+        let spaces = ["hq", "annex", "default"]
+        var counts = EventPublisher.Counts()
+        let started = ContinuousClock.now
+        let end = started + .milliseconds(Int64(duration * 1_000))
+        while ContinuousClock.now < end {
+            let allowed = bucket.take(upTo: 10_000)
+            guard allowed > 0 else {
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
+            let now = Timestamp.now
+            var messages: [AMQPOutgoingMessage] = []
+            for _ in 0..<allowed {
+                let back = days > 0 ? Int64.random(in: 0..<(Int64(days) * 86_400_000_000), using: &random) : 0
+                let event = Event(
+                    id: UUID(), kind: .checkin, userID: .random(in: 1...users, using: &random),
+                    occurredAt: Timestamp(microsecondsSinceEpoch: now.microsecondsSinceEpoch - back),
+                    spaceID: spaces.randomElement(using: &random))
+                messages.append(await context.publisher.message(for: event))
+            }
+            counts += await context.publisher.publish(messages)
+            progress.update(count: counts.published)
+        }
+        progress.finish()
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print(
+            String(
+                format: "achieved %.0f confirmed events/s of the %.0f asked", Double(counts.confirmed) / seconds, rate))
+        try await context.finish(counts)
+    }
+}
+
+/// The lines of a file handle, read in 64 KiB chunks, without their line feeds.
+struct LineReader: AsyncSequence {
+    typealias Element = [UInt8]
+    let handle: FileHandle
+
+    init(_ handle: FileHandle) {
+        self.handle = handle
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let handle: FileHandle
+        var buffer: [UInt8] = []
+        var start = 0
+        var atEnd = false
+
+        mutating func next() async throws -> [UInt8]? {
+            while true {
+                if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                    defer { start = newline + 1 }
+                    return Array(buffer[start..<newline])
+                }
+                if atEnd {
+                    guard start < buffer.count else { return nil }
+                    defer { start = buffer.count }
+                    return Array(buffer[start...])
+                }
+                buffer.removeFirst(start)
+                start = 0
+                let chunk = try handle.read(upToCount: 65_536) ?? Data()
+                if chunk.isEmpty { atEnd = true } else { buffer.append(contentsOf: chunk) }
+            }
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(handle: handle) }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import ProducerCore
+import Shared
+import Testing
+
+@Suite("The producer against RabbitMQ and PostgreSQL")
+struct ProducerTests {
+    /// The seed data of the legacy Flask service, loaded into a schema of the test's own.
+    static func legacyDatabase() async throws -> PostgresConfiguration {
+        let schema = TestServers.uniqueName("legacy")
+        let legacy = try TestServers.database(schema: schema)
+        let connection = try await PostgresConnection.connect(legacy, logger: TestServers.logger)
+        try await connection.execute("CREATE SCHEMA \(schema)")
+        let seed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../../shared/data/coworking-seed")
+        for file in ["1_create_tables.sql", "2_seed_users.sql", "3_seed_tokens.sql"] {
+            try await connection.execute(try String(contentsOf: seed.appendingPathComponent(file), encoding: .utf8))
+        }
+        return legacy
+    }
+
+    static func backfill(_ legacy: PostgresConfiguration, into harness: ConsumerHarness) async throws
+        -> EventPublisher.Counts
+    {
+        let publisher = EventPublisher(
+            configuration: try TestServers.amqp(), exchange: harness.topology.exchange, logger: TestServers.logger)
+        var counts = EventPublisher.Counts()
+        try await LegacyBackfill(legacy: legacy).events(logger: TestServers.logger, total: { _ in }) { events in
+            var messages: [AMQPOutgoingMessage] = []
+            for event in events { messages.append(await publisher.message(for: event)) }
+            counts += await publisher.publish(messages)
+        }
+        await publisher.close()
+        return counts
+    }
+
+    @Test func aBackfillOfTheSeedDataGivesTheFlaskDailyUsageDayByDayAndTwiceCountsOnce() async throws {
+        let legacy = try await Self.legacyDatabase()
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let source = try await PostgresConnection.connect(legacy, logger: TestServers.logger)
+        let users = try await source.query("SELECT count(*) FROM users")[0].int(0)
+        let used = try await source.query("SELECT count(*) FROM tokens WHERE used_at IS NOT NULL")[0].int(0)
+        #expect(users == 1_000)
+
+        try await harness.withConsumers {
+            let first = try await Self.backfill(legacy, into: harness)
+            #expect(first == EventPublisher.Counts(published: users + used, confirmed: users + used))
+            try await harness.waitUntilDrained(counted: users + used)
+            let second = try await Self.backfill(legacy, into: harness)
+            #expect(second.confirmed == users + used)
+            try await harness.waitUntilDrained(counted: users + used)
+        }
+        let counted = try await harness.database().query("SELECT count(*) FROM counted_events")[0].int(0)
+        #expect(counted == users + used, "the second backfill counted nothing")
+
+        // The Flask service's daily_usage: used tokens by the date of created_at.
+        let flask = try await source.query(
+            "SELECT date(created_at)::text, count(*) FROM tokens WHERE used_at IS NOT NULL GROUP BY 1 ORDER BY 1")
+        let expected =
+            "{" + (try flask.rows.map { "\"\(try $0.string(0))\":\(try $0.int(1))" }).joined(separator: ",") + "}"
+        let router = try ReportAPITests.router(schema: harness.schema)
+        let daily = try await ReportAPITests.get(router, "/api/reports/daily_usage")
+        #expect(daily.1 == expected)
+
+        // joined_at comes back in the legacy text form, from the users table.
+        let joined = try await source.query(
+            "SELECT u.id, u.joined_at::text FROM users u WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.user_id = u.id "
+                + "AND t.used_at IS NOT NULL) ORDER BY u.id LIMIT 1")[0]
+        let page = try await ReportAPITests.get(router, "/api/reports/user_visits?limit=1")
+        #expect(page.1.hasPrefix("{\"\(try joined.int(0))\":{\"joined_at\":\"\(try joined.string(1))\","))
+        try await harness.cleanup()
+        try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger).execute(
+            "DROP SCHEMA \(legacy.schema) CASCADE")
+    }
+
+    /// Runs the `producer` executable built beside the test bundle; returns its exit status and its output.
+    static func producer(_ arguments: [String], exchange: String) throws -> (Int32, String, String) {
+        let process = Process()
+        process.executableURL = FaultTests.consumerBinary.deletingLastPathComponent().appendingPathComponent("producer")
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["EXCHANGE"] = exchange
+        environment["LOG_LEVEL"] = "error"
+        process.environment = environment
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, out, err)
+    }
+
+    @Test func theCommandsReportWhatWasConfirmedAndRefuseBadLines() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let exchange = harness.topology.exchange
+        let one = try Self.producer(
+            ["publish", "--user-id", "42", "--at", "2023-02-08T08:29:58+01:00", "--space", "hq"], exchange: exchange)
+        #expect(one.0 == 0)
+        #expect(one.1 == "published 1 events, 1 confirmed\n")
+
+        let refused = try Self.producer(["publish", "--user-id", "0"], exchange: exchange)
+        #expect(refused.0 != 0)
+        #expect(refused.2.contains("user_id must be an integer from 1 to 2147483647"))
+
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("replay-\(UUID()).jsonl")
+        let valid = { (user: Int) in
+            #"{"event_id":"\#(UUID())","type":"checkin","user_id":\#(user),"occurred_at":"2023-02-09T10:00:00Z"}"#
+        }
+        try (valid(1) + "\n" + #"{"type":"checkin"}"# + "\n\n" + valid(2) + "\n").write(
+            to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let replay = try Self.producer(["replay", file.path], exchange: exchange)
+        #expect(replay.0 == 1, "a refused line fails the run")
+        #expect(replay.1 == "published 2 events, 2 confirmed, 1 refused\n")
+        #expect(replay.2 == "line 2: event_id is missing\n")
+        let raw = try Self.producer(["replay", "--raw", file.path], exchange: exchange)
+        #expect(raw.0 == 0)
+        #expect(raw.1 == "published 3 events, 3 confirmed\n")
+
+        try await harness.withConsumers {
+            try await harness.waitUntilDrained(counted: 3)
+        }
+        #expect(try await harness.storedRollups().checkins == 3)
+        #expect(try await harness.deadLetters().count == 1, "the raw line went to the dead letters")
+
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.declareExchange(exchange + ".unbound", type: "topic")
+        let lost = try Self.producer(["publish", "--user-id", "7"], exchange: exchange + ".unbound")
+        #expect(lost.0 != 0, "a returned message is not confirmed")
+        #expect(lost.1 == "published 1 events, 0 confirmed\n")
+        try await amqp.deleteExchange(exchange + ".unbound")
+        await amqp.close()
+        try await harness.cleanup()
+    }
+}
