@@ -77,7 +77,7 @@ struct Publish: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        try await context.finish(await context.publisher.publish([await context.publisher.message(for: event)]))
+        try await context.finish(await context.publisher.publish([context.publisher.message(for: event)]))
     }
 }
 
@@ -109,7 +109,7 @@ struct Replay: AsyncParsableCommand {
             lineNumber += 1
             switch ReplayLine(line, lineNumber: lineNumber, raw: raw, decoder: decoder, now: .now) {
             case .message(let body, let routingKey, let messageID):
-                batch.append(await context.publisher.message(body: body, routingKey: routingKey, messageID: messageID))
+                batch.append(context.publisher.message(body: body, routingKey: routingKey, messageID: messageID))
                 if batch.count == 1_000 { await flush() }
             case .refused(let number, let reason):
                 refused += 1
@@ -154,9 +154,7 @@ struct Backfill: AsyncParsableCommand {
             try await LegacyBackfill(legacy: legacy, timeColumn: column, sourceTimeZone: sourceTimezone).events(
                 logger: context.logger, total: { progress.total = $0 }
             ) { events in
-                var messages: [AMQPOutgoingMessage] = []
-                for event in events { messages.append(await context.publisher.message(for: event)) }
-                counts += await context.publisher.publish(messages)
+                counts += await context.publisher.publish(events.map(context.publisher.message(for:)))
                 progress.update(count: counts.published)
             }
         } catch {
@@ -187,6 +185,9 @@ struct Load: AsyncParsableCommand {
         var random = SystemRandomNumberGenerator()
         let spaces = ["hq", "annex", "default"]
         var counts = EventPublisher.Counts()
+        let publisher = context.publisher
+        // The next chunk is generated while the one before is being published and confirmed.
+        var publishing: Task<EventPublisher.Counts, Never>?
         let started = ContinuousClock.now
         let end = started + .milliseconds(Int64(duration * 1_000))
         while ContinuousClock.now < end {
@@ -203,11 +204,13 @@ struct Load: AsyncParsableCommand {
                     id: UUID(), kind: .checkin, userID: .random(in: 1...users, using: &random),
                     occurredAt: Timestamp(microsecondsSinceEpoch: now.microsecondsSinceEpoch - back),
                     spaceID: spaces.randomElement(using: &random))
-                messages.append(await context.publisher.message(for: event))
+                messages.append(publisher.message(for: event))
             }
-            counts += await context.publisher.publish(messages)
+            if let previous = publishing { counts += await previous.value }
+            publishing = Task { await publisher.publish(messages) }
             progress.update(count: counts.published)
         }
+        if let previous = publishing { counts += await previous.value }
         progress.finish()
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18

@@ -9,7 +9,7 @@ import Shared
 /// `event_id` once. A message the broker returns as unroutable is not retried and counts as not confirmed.
 public actor EventPublisher {
     private let configuration: AMQPConfiguration
-    private let exchange: String
+    private nonisolated let exchange: String
     private let window: Int
     private let logger: Logger
     private let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(3))
@@ -44,12 +44,14 @@ public actor EventPublisher {
     }
 
     /// The message of an event: its JSON body, routed by its type, with its id as message id.
-    public func message(for event: Event) -> AMQPOutgoingMessage {
+    public nonisolated func message(for event: Event) -> AMQPOutgoingMessage {
         message(body: event.jsonBody, routingKey: event.kind.rawValue, messageID: event.id.uuidString.lowercased())
     }
 
     /// A message of raw bytes, as `replay --raw` sends a line.
-    public func message(body: [UInt8], routingKey: String, messageID: String? = nil) -> AMQPOutgoingMessage {
+    public nonisolated func message(body: [UInt8], routingKey: String, messageID: String? = nil)
+        -> AMQPOutgoingMessage
+    {
         AMQPOutgoingMessage(
             exchange: exchange, routingKey: routingKey, properties: .event(messageID: messageID), body: body)
     }

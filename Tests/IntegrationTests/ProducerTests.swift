@@ -27,9 +27,7 @@ struct ProducerTests {
             configuration: try TestServers.amqp(), exchange: harness.topology.exchange, logger: TestServers.logger)
         var counts = EventPublisher.Counts()
         try await LegacyBackfill(legacy: legacy).events(logger: TestServers.logger, total: { _ in }) { events in
-            var messages: [AMQPOutgoingMessage] = []
-            for event in events { messages.append(await publisher.message(for: event)) }
-            counts += await publisher.publish(messages)
+            counts += await publisher.publish(events.map(publisher.message(for:)))
         }
         await publisher.close()
         return counts
