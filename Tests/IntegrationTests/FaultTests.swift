@@ -1,5 +1,6 @@
 import ConsumerCore
 import Foundation
+import ProducerCore
 import Shared
 import Testing
 
@@ -84,6 +85,24 @@ struct FaultTests {
         }
         #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
         #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        try await harness.cleanup()
+    }
+
+    @Test func aPublisherWhoseConnectionDropsPublishesTheUnconfirmedAgain() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let events = workload(events: 30_000, users: 100, seed: 8)
+        let publisher = EventPublisher(
+            configuration: try TestServers.amqp(), exchange: harness.topology.exchange, logger: TestServers.logger)
+        async let counts = publisher.publish(events.map(publisher.message(for:)))
+        try await Task.sleep(for: .milliseconds(300))
+        Self.shell("rabbitmqctl close_all_connections 'closed by test'")
+        #expect(await counts == EventPublisher.Counts(published: 30_000, confirmed: 30_000))
+        await publisher.close()
+        // Every event arrived at least once (what was unconfirmed when the connection dropped may be there twice).
+        try await harness.withConsumers {
+            try await harness.waitUntilDrained(counted: events.count)
+        }
+        #expect(try await harness.storedRollups().checkins == events.filter { $0.kind == .checkin }.count)
         try await harness.cleanup()
     }
 }
