@@ -104,6 +104,7 @@ let package = Package(
             name: "BenchTool",
             dependencies: [
                 "ConsumerCore",
+                "ProducerCore",
                 "Shared",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

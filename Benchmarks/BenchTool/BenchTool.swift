@@ -2,6 +2,7 @@ import ArgumentParser
 import ConsumerCore
 import Foundation
 import Logging
+import ProducerCore
 import Shared
 
 /// Helpers of the benchmark scripts: the same seeded workload, published to a queue or folded straight into the
@@ -46,20 +47,17 @@ struct Prefill: AsyncParsableCommand {
 
     func run() async throws {
         let environment = Environment.process
-        let amqp = try await AMQPConnection.connect(
-            try AMQPConfiguration.fromEnvironment(environment), logger: Logger(label: "bench"))
-        let exchange = try Topology.fromEnvironment(environment).exchange
-        try await amqp.enableConfirms()
+        let publisher = EventPublisher(
+            configuration: try AMQPConfiguration.fromEnvironment(environment),
+            exchange: try Topology.fromEnvironment(environment).exchange, logger: Logger(label: "bench"))
         let events = workload.events()
+        var counts = EventPublisher.Counts()
         for start in stride(from: 0, to: events.count, by: 10_000) {
-            let messages = events[start..<min(start + 10_000, events.count)].map {
-                AMQPOutgoingMessage(
-                    exchange: exchange, routingKey: $0.kind.rawValue, properties: .event(), body: $0.jsonBody)
-            }
-            let outcomes = try await amqp.publishConfirmed(messages, window: 1_000)
-            guard outcomes.allSatisfy({ $0 == .confirmed }) else { throw ExitCode.failure }
+            counts += await publisher.publish(
+                events[start..<min(start + 10_000, events.count)].map(publisher.message(for:)))
         }
-        await amqp.close()
+        await publisher.close()
+        guard counts.confirmed == events.count else { throw ExitCode.failure }
         print("published \(events.count)")
     }
 }

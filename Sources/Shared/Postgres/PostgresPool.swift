@@ -34,12 +34,6 @@ public actor PostgresPool {
         }
     }
 
-    /// Closes the idle connections; those lent out close when they come back.
-    public func shutdown() {
-        openCount -= idle.count
-        idle.removeAll()
-    }
-
     private func acquire() async throws -> PostgresConnection {
         if let connection = idle.popLast() { return connection }
         if openCount >= maxConnections {

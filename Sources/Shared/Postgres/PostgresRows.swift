@@ -103,10 +103,6 @@ public struct PostgresRow: Sendable {
         return value
     }
 
-    public func optionalInt(_ index: Int) throws(PostgresError) -> Int? {
-        self[index] == nil ? nil : try int(index)
-    }
-
     public func bool(_ index: Int) throws(PostgresError) -> Bool {
         switch self[index] {
         case "t": return true
