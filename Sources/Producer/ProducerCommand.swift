@@ -67,7 +67,7 @@ struct Publish: AsyncParsableCommand {
         } catch {
             throw ValidationError("--at must be an RFC 3339 timestamp with an offset, such as 2023-02-08T08:29:58Z")
         }
-        guard let id = eventID.map({ UUID(uuidString: $0) }) ?? UUID() else {
+        guard let id = eventID.map({ UUID(text: $0) }) ?? UUID() else {
             throw ValidationError("--event-id must be a UUID")
         }
         let event = Event(id: id, kind: kind, userID: userID, occurredAt: occurredAt, spaceID: space)

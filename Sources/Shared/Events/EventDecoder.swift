@@ -75,7 +75,7 @@ public struct EventDecoder: Sendable {
         }
 
         let id = try fields.string(.eventID)
-        guard let eventID = UUID(uuidString: id), id.utf8.count == 36 else {
+        guard let eventID = UUID(text: id) else {
             throw EventRejection(.invalidValue, "event_id must be a UUID, got \(quoted(id))")
         }
         let typeName = try fields.string(.type)

@@ -105,8 +105,10 @@ public struct PostgresConfiguration: Sendable, Equatable {
         var parameters: [(String, String)] = [
             ("host", host), ("port", String(port)), ("dbname", database), ("user", user),
             ("application_name", applicationName), ("client_encoding", "UTF8"), ("connect_timeout", "5"),
-            // Timestamps come back in UTC, and unqualified table names resolve in the pipeline's schema.
-            ("options", "-c TimeZone=UTC -c search_path=\(schema)"),
+            // Timestamps come back in UTC, and unqualified table names resolve in the pipeline's schema. No JIT:
+            // every statement here takes milliseconds, and compiling one took hundreds when a row estimate was
+            // off (the fold joins the few rows of `report_zones`, a table too small for autovacuum to analyze).
+            ("options", "-c TimeZone=UTC -c search_path=\(schema) -c jit=off"),
         ]
         if let password { parameters.append(("password", password)) }
         for (key, value) in options.sorted(by: { $0.key < $1.key }) {

@@ -72,8 +72,8 @@ public actor PostgresConnection {
     {
         let connection = try usableConnection()
         let name = try preparedStatement(sql, parameterCount: parameters.count, on: connection)
-        let result = withCStrings(parameters.map { $0?.postgresText }) { values in
-            PQexecPrepared(connection, name, Int32(parameters.count), values, nil, nil, 0)
+        let result = withParameters(parameters.map { $0?.postgresParameter }) { values, lengths, formats in
+            PQexecPrepared(connection, name, Int32(parameters.count), values, lengths, formats, 0)
         }
         defer { PQclear(result) }
         return try rows(of: result)
@@ -179,6 +179,43 @@ private final class NoticeSink: Sendable {
         let message = field(result, coworking_diag_message_primary) ?? ""
         let level: Logger.Level = field(result, coworking_diag_severity) == "WARNING" ? .warning : .debug
         logger.log(level: level, "PostgreSQL sent a notice", metadata: [LogKey.notice: "\(message)"])
+    }
+}
+
+/// Calls `body` with libpq's parameter arrays for `parameters` (values, lengths and formats; a NULL value for
+/// nil), valid only during the call.
+private func withParameters<R>(
+    _ parameters: [PostgresParameter?],
+    _ body: (UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> R
+) -> R {
+    var values: [UnsafePointer<CChar>?] = []
+    var lengths: [Int32] = []
+    var formats: [Int32] = []
+    for parameter in parameters {
+        switch parameter {
+        case nil:
+            values.append(nil)
+            lengths.append(0)
+            formats.append(0)
+        case .text(let text):
+            values.append(UnsafePointer(strdup(text)))
+            lengths.append(0)
+            formats.append(0)
+        case .binary(let bytes):
+            let copy = malloc(max(bytes.count, 1)).assumingMemoryBound(to: UInt8.self)
+            _ = UnsafeMutableBufferPointer(start: copy, count: bytes.count).initialize(from: bytes)
+            values.append(UnsafeRawPointer(copy).assumingMemoryBound(to: CChar.self))
+            lengths.append(Int32(bytes.count))
+            formats.append(1)
+        }
+    }
+    defer { values.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
+    return values.withUnsafeBufferPointer { values in
+        lengths.withUnsafeBufferPointer { lengths in
+            formats.withUnsafeBufferPointer { formats in
+                body(values.baseAddress, lengths.baseAddress, formats.baseAddress)
+            }
+        }
     }
 }
 

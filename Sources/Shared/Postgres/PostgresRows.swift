@@ -1,63 +1,121 @@
 import Foundation
 
-/// A value that can be sent as a statement parameter, in PostgreSQL's text format.
-public protocol PostgresEncodable: Sendable {
-    /// The text PostgreSQL parses for the parameter's type.
-    var postgresText: String { get }
-    /// The value as an element of an array literal: quoted, or `NULL`.
-    var postgresArrayElement: String { get }
+/// How a statement parameter travels to the server.
+public enum PostgresParameter: Sendable {
+    /// Text the server parses for the parameter's type.
+    case text(String)
+    /// The server's binary form of the parameter's type; the cheap way to send a large array.
+    case binary([UInt8])
 }
 
-extension PostgresEncodable {
-    public var postgresArrayElement: String {
-        var text = "\""
-        for character in postgresText.unicodeScalars {
-            if character == "\"" || character == "\\" { text += "\\" }
-            text.unicodeScalars.append(character)
-        }
-        return text + "\""
+/// A value that can be sent as a statement parameter.
+public protocol PostgresEncodable: Sendable {
+    var postgresParameter: PostgresParameter { get }
+}
+
+/// A value that can be an element of an array parameter, which travels in PostgreSQL's binary array format:
+/// a batch's arrays hold thousands of elements, and printing then parsing them as text cost more than the
+/// statements themselves.
+public protocol PostgresArrayElement: PostgresEncodable {
+    /// The OID of the element type, which the server checks against the array type the statement expects.
+    static var postgresElementType: UInt32 { get }
+    /// Appends the element's length (-1 for NULL) and binary form.
+    func appendPostgresElement(to buffer: inout [UInt8])
+}
+
+extension [UInt8] {
+    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+    }
+}
+
+extension PostgresArrayElement where Self: FixedWidthInteger {
+    public func appendPostgresElement(to buffer: inout [UInt8]) {
+        buffer.appendBigEndian(Int32(MemoryLayout<Self>.size))
+        buffer.appendBigEndian(self)
     }
 }
 
 extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
     /// Only meaningful inside an array: a nil parameter of its own is passed as SQL NULL by the connection.
-    public var postgresText: String { self?.postgresText ?? "" }
-
-    public var postgresArrayElement: String { self?.postgresArrayElement ?? "NULL" }
+    public var postgresParameter: PostgresParameter { self?.postgresParameter ?? .text("") }
 }
 
-extension String: PostgresEncodable {
-    public var postgresText: String { self }
+extension Optional: PostgresArrayElement where Wrapped: PostgresArrayElement {
+    public static var postgresElementType: UInt32 { Wrapped.postgresElementType }
+
+    public func appendPostgresElement(to buffer: inout [UInt8]) {
+        guard let self else { return buffer.appendBigEndian(Int32(-1)) }
+        self.appendPostgresElement(to: &buffer)
+    }
 }
 
-extension Int: PostgresEncodable {
-    public var postgresText: String { String(self) }
+extension String: PostgresArrayElement {
+    public var postgresParameter: PostgresParameter { .text(self) }
+    public static var postgresElementType: UInt32 { 25 }
+
+    public func appendPostgresElement(to buffer: inout [UInt8]) {
+        buffer.appendBigEndian(Int32(utf8.count))
+        buffer.append(contentsOf: utf8)
+    }
 }
 
-extension Int32: PostgresEncodable {
-    public var postgresText: String { String(self) }
+extension Int: PostgresArrayElement {
+    public var postgresParameter: PostgresParameter { .text(String(self)) }
+    /// `int8`: a Swift `Int` has 64 bits on every platform this runs on.
+    public static var postgresElementType: UInt32 { 20 }
 }
 
-extension Int64: PostgresEncodable {
-    public var postgresText: String { String(self) }
+extension Int32: PostgresArrayElement {
+    public var postgresParameter: PostgresParameter { .text(String(self)) }
+    public static var postgresElementType: UInt32 { 23 }
+}
+
+extension Int64: PostgresArrayElement {
+    public var postgresParameter: PostgresParameter { .text(String(self)) }
+    public static var postgresElementType: UInt32 { 20 }
 }
 
 extension Bool: PostgresEncodable {
-    public var postgresText: String { self ? "t" : "f" }
+    public var postgresParameter: PostgresParameter { .text(self ? "t" : "f") }
 }
 
-extension UUID: PostgresEncodable {
-    public var postgresText: String { uuidString }
+extension UUID: PostgresArrayElement {
+    public var postgresParameter: PostgresParameter { .text(uuidString) }
+    public static var postgresElementType: UInt32 { 2950 }
+
+    public func appendPostgresElement(to buffer: inout [UInt8]) {
+        buffer.appendBigEndian(Int32(16))
+        withUnsafeBytes(of: uuid) { buffer.append(contentsOf: $0) }
+    }
 }
 
-extension Timestamp: PostgresEncodable {
-    public var postgresText: String { rfc3339 }
+extension Timestamp: PostgresArrayElement {
+    public var postgresParameter: PostgresParameter { .text(rfc3339) }
+    public static var postgresElementType: UInt32 { 1184 }
+
+    /// Microseconds since 2000-01-01 UTC, PostgreSQL's epoch.
+    public func appendPostgresElement(to buffer: inout [UInt8]) {
+        buffer.appendBigEndian(Int32(8))
+        buffer.appendBigEndian(microsecondsSinceEpoch - 946_684_800_000_000)
+    }
 }
 
-extension Array: PostgresEncodable where Element: PostgresEncodable {
-    /// An array literal, `{"a","b",NULL}`, every element quoted so that any text is safe in it.
-    public var postgresText: String {
-        "{" + lazy.map(\.postgresArrayElement).joined(separator: ",") + "}"
+extension Array: PostgresEncodable where Element: PostgresArrayElement {
+    /// A one-dimensional array in the format of PostgreSQL's `array_recv`: dimensions, flags, element type,
+    /// length and lower bound, then each element with its length.
+    public var postgresParameter: PostgresParameter {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(20 + count * 12)
+        buffer.appendBigEndian(Int32(isEmpty ? 0 : 1))
+        buffer.appendBigEndian(Int32(0))
+        buffer.appendBigEndian(Element.postgresElementType)
+        if !isEmpty {
+            buffer.appendBigEndian(Int32(count))
+            buffer.appendBigEndian(Int32(1))
+        }
+        for element in self { element.appendPostgresElement(to: &buffer) }
+        return .binary(buffer)
     }
 }
 
