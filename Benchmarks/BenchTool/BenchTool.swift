@@ -66,7 +66,7 @@ struct Fold: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Folds the workload into the rollups of DB_SCHEMA with the consumer's statements, nothing else.")
     @OptionGroup var workload: Workload
-    @Option(help: "Events per transaction.") var batchSize = 1_000
+    @Option(help: "Events per transaction.") var batchSize = ConsumerSettings.defaultBatchSize
 
     func run() async throws {
         let database = try PostgresConfiguration.fromEnvironment(.process, applicationName: "bench-fold")

@@ -99,8 +99,7 @@ public struct Migrator: Sendable {
         let existing = Set(try connection.query("SELECT zone FROM report_zones").rows.map { try $0.string(0) })
         let removed = existing.subtracting(zones).sorted()
         for zone in removed {
-            try connection.query("DELETE FROM visits_daily WHERE zone = $1", [zone])
-            try connection.query("DELETE FROM visits_hourly WHERE zone = $1", [zone])
+            try connection.query("DELETE FROM visits_local_day WHERE zone = $1", [zone])
             try connection.query("DELETE FROM report_zones WHERE zone = $1", [zone])
         }
         let added = zones.filter { !existing.contains($0) }
@@ -117,21 +116,21 @@ public struct Migrator: Sendable {
         try connection.execute("LOCK TABLE visits_quarter_hour IN SHARE MODE")
         for zone in added {
             try connection.query("INSERT INTO report_zones (zone) VALUES ($1)", [zone])
-            try connection.query(
-                """
-                INSERT INTO visits_daily (zone, day, space_id, visits)
-                SELECT $1::text, (bucket_start AT TIME ZONE $1::text)::date, space_id, sum(visits)
-                FROM visits_quarter_hour GROUP BY 2, 3
-                """, [zone])
-            try connection.query(
-                """
-                INSERT INTO visits_hourly (zone, day, hour, space_id, visits)
-                SELECT $1::text, (bucket_start AT TIME ZONE $1::text)::date,
-                       extract(hour FROM bucket_start AT TIME ZONE $1::text)::smallint, space_id, sum(visits)
-                FROM visits_quarter_hour GROUP BY 2, 3, 4
-                """, [zone])
+            try connection.query(Self.fillSQL, [zone])
             try connection.query("UPDATE report_zones SET ready = true, filled_at = now() WHERE zone = $1", [zone])
         }
         return (added, removed)
     }
+
+    private static let fillSQL = """
+        INSERT INTO visits_local_day (zone, day, space_id, visits, \(HourColumns.list))
+        SELECT $1::text, day, space_id, sum(visits), \(HourColumns.sums(of: "visits", byHour: "hour"))
+        FROM (
+            SELECT local.at::date AS day, date_part('hour', local.at)::int AS hour, v.space_id, v.visits
+            FROM visits_quarter_hour v
+            CROSS JOIN LATERAL (SELECT v.bucket_start AT TIME ZONE $1::text AS at) AS local
+            OFFSET 0
+        ) AS quarters
+        GROUP BY day, space_id
+        """
 }

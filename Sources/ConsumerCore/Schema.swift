@@ -1,3 +1,5 @@
+import Shared
+
 /// One step of the database schema, applied once, in order of `version`.
 struct Migration: Sendable {
     let version: Int
@@ -10,7 +12,8 @@ struct Migration: Sendable {
 /// Every report reads pre-aggregated rows (CONTRACT §3):
 /// - `visits_quarter_hour`: visits per 15-minute UTC bucket and space, the exact source for any time zone,
 ///   because since 2000 every zone's offset and every daylight-saving change falls on a quarter hour;
-/// - `visits_daily`, `visits_hourly`: visits per local day (and hour) and space for each zone of `report_zones`;
+/// - `visits_local_day`: visits per local day and space for each zone of `report_zones`, and per local hour in
+///   the columns `h00` to `h23` (version 2; version 1 kept days and hours in `visits_daily` and `visits_hourly`);
 /// - `user_activity`: per user, visits, first and last visit, and `joined_at`;
 /// - `fold_totals`: the summary's totals, over a few rows so that replicas seldom wait for one another;
 /// - `counted_events`: the id of every event counted, the key that makes a redelivery count nothing.
@@ -68,5 +71,45 @@ let migrations: [Migration] = [
                 last_checkin_at timestamptz,
                 last_folded_at timestamptz
             );
-            """)
+            """),
+    Migration(
+        version: 2, description: "hours as columns of the local day; users counted in fold_totals",
+        sql: """
+            CREATE TABLE visits_local_day (
+                zone text NOT NULL,
+                day date NOT NULL,
+                space_id text NOT NULL,
+                visits bigint NOT NULL,
+                \(HourColumns.definitions),
+                PRIMARY KEY (zone, day, space_id)
+            ) WITH (fillfactor = 50);
+            INSERT INTO visits_local_day (zone, day, space_id, visits, \(HourColumns.list))
+            SELECT zone, day, space_id, sum(visits),
+                   \(HourColumns.sums(of: "visits", byHour: "hour"))
+            FROM visits_hourly GROUP BY zone, day, space_id;
+            DROP TABLE visits_daily, visits_hourly;
+
+            -- Counting the users with a visit as the folds make them lets the summary read one number, and with
+            -- no index on `visits` left, updating a user is a heap-only update that touches no index.
+            ALTER TABLE fold_totals ADD COLUMN users bigint NOT NULL DEFAULT 0;
+            INSERT INTO fold_totals AS t (slot, users)
+            SELECT 0, count(*) FROM user_activity WHERE visits > 0 HAVING count(*) > 0
+            ON CONFLICT (slot) DO UPDATE SET users = excluded.users;
+            DROP INDEX user_activity_visited;
+
+            -- Room on each page for the next version of a row, so that an update stays on its page.
+            ALTER TABLE user_activity SET (fillfactor = 70);
+            ALTER TABLE visits_quarter_hour SET (fillfactor = 70);
+            """),
 ]
+
+extension HourColumns {
+    /// The hour columns of a CREATE TABLE, each a count that starts at zero.
+    static let definitions = names.map { "\($0) bigint NOT NULL DEFAULT 0" }.joined(separator: ", ")
+
+    /// The select list that sums `value` into the hour column of `hour` (an expression of 0 to 23), in column
+    /// order, for an INSERT into the hour columns from rows grouped by day.
+    static func sums(of value: String, byHour hour: String) -> String {
+        names.indices.map { "coalesce(sum(\(value)) FILTER (WHERE \(hour) = \($0)), 0)" }.joined(separator: ", ")
+    }
+}

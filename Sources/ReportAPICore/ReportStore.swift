@@ -18,7 +18,7 @@ public struct ReportStore: Sendable {
         let sql: String
         if try await readyZones.contains(query.zone, pool: pool) {
             sql = """
-                SELECT day::text, sum(visits)::bigint FROM visits_daily
+                SELECT day::text, sum(visits)::bigint FROM visits_local_day
                 WHERE zone = $1 AND day >= coalesce($2::date, '-infinity') AND day <= coalesce($3::date, 'infinity')
                   AND ($4::text IS NULL OR space_id = $4)
                 GROUP BY day ORDER BY day
@@ -52,26 +52,32 @@ public struct ReportStore: Sendable {
 
     /// Visits per local hour of the day (0 to 23) over the range; hours without visits are left out.
     public func hourlyUsage(_ query: UsageQuery) async throws -> [Int: Int] {
-        let sql: String
-        if try await readyZones.contains(query.zone, pool: pool) {
-            sql = """
-                SELECT hour, sum(visits)::bigint FROM visits_hourly
-                WHERE zone = $1 AND day >= coalesce($2::date, '-infinity') AND day <= coalesce($3::date, 'infinity')
-                  AND ($4::text IS NULL OR space_id = $4)
-                GROUP BY hour
-                """
-        } else {
-            sql = """
-                SELECT extract(hour FROM bucket_start AT TIME ZONE $1::text)::int, sum(visits)::bigint FROM visits_quarter_hour
-                WHERE \(Self.quarterHourRange) AND ($4::text IS NULL OR space_id = $4)
-                GROUP BY 1
-                """
-        }
-        let rows = try await pool.withConnection { try await $0.query(sql, query.parameters) }
         var hours: [Int: Int] = [:]
-        for row in rows.rows { hours[try row.int(0)] = try row.int(1) }
+        if try await readyZones.contains(query.zone, pool: pool) {
+            let row = try await pool.withConnection { try await $0.query(Self.localHoursSQL, query.parameters) }[0]
+            for hour in HourColumns.names.indices where row[hour] != nil {
+                hours[hour] = try row.int(hour)
+            }
+        } else {
+            let rows = try await pool.withConnection { try await $0.query(Self.quarterHoursSQL, query.parameters) }
+            for row in rows.rows { hours[try row.int(0)] = try row.int(1) }
+        }
         return hours
     }
+
+    /// One row, the range's visits in each hour column, NULL for none.
+    private static let localHoursSQL = """
+        SELECT \(HourColumns.names.map { "nullif(sum(\($0)), 0)::bigint" }.joined(separator: ", "))
+        FROM visits_local_day
+        WHERE zone = $1 AND day >= coalesce($2::date, '-infinity') AND day <= coalesce($3::date, 'infinity')
+          AND ($4::text IS NULL OR space_id = $4)
+        """
+
+    private static let quarterHoursSQL = """
+        SELECT extract(hour FROM bucket_start AT TIME ZONE $1::text)::int, sum(visits)::bigint FROM visits_quarter_hour
+        WHERE \(quarterHourRange) AND ($4::text IS NULL OR space_id = $4)
+        GROUP BY 1
+        """
 
     /// The 15-minute buckets from local midnight of `from` to local midnight after `to`, in zone `$1`.
     private static let quarterHourRange = """
@@ -138,7 +144,7 @@ public struct ReportStore: Sendable {
         let rows = try await pool.withConnection {
             try await $0.query(
                 """
-                SELECT coalesce(sum(checkins), 0)::bigint, (SELECT count(*) FROM user_activity WHERE visits > 0),
+                SELECT coalesce(sum(checkins), 0)::bigint, coalesce(sum(users), 0)::bigint,
                        min(first_checkin_at), max(last_checkin_at), max(last_folded_at)
                 FROM fold_totals
                 """)

@@ -133,14 +133,7 @@ struct ConsumerHarness {
     func storedRollups() async throws -> ExpectedRollups {
         let connection = try await database()
         var stored = ExpectedRollups()
-        for row in try await connection.query("SELECT zone, day::text, space_id, visits FROM visits_daily").rows {
-            stored.daily["\(try row.string(0)) \(try row.string(1)) \(try row.string(2))"] = try row.int(3)
-        }
-        for row in try await connection.query("SELECT zone, day::text, hour, space_id, visits FROM visits_hourly").rows
-        {
-            let key = "\(try row.string(0)) \(try row.string(1)) \(try row.int(2)) \(try row.string(3))"
-            stored.hourly[key] = try row.int(4)
-        }
+        (stored.daily, stored.hourly) = try await connection.localDays()
         for row in try await connection.query("SELECT bucket_start, space_id, visits FROM visits_quarter_hour").rows {
             let start = try #require(try row.optionalTimestamp(0))
             stored.quarterHours["\(start.rfc3339) \(try row.string(1))"] = try row.int(2)
@@ -153,10 +146,14 @@ struct ConsumerHarness {
                 joined: try row.optionalTimestamp(4))
         }
         let totals = try await connection.query(
-            "SELECT coalesce(sum(checkins), 0), min(first_checkin_at), max(last_checkin_at) FROM fold_totals")[0]
+            """
+            SELECT coalesce(sum(checkins), 0), min(first_checkin_at), max(last_checkin_at), coalesce(sum(users), 0)
+            FROM fold_totals
+            """)[0]
         stored.checkins = try totals.int(0)
         stored.firstCheckin = try totals.optionalTimestamp(1)
         stored.lastCheckin = try totals.optionalTimestamp(2)
+        stored.visitedUsers = try totals.int(3)
         return stored
     }
 
@@ -187,6 +184,8 @@ struct ExpectedRollups: Equatable {
     var quarterHours: [String: Int] = [:]
     var users: [Int32: User] = [:]
     var checkins = 0
+    /// Users with at least one visit, as the folds counted them in `fold_totals`.
+    var visitedUsers = 0
     var firstCheckin: Timestamp?
     var lastCheckin: Timestamp?
 
@@ -229,6 +228,7 @@ struct ExpectedRollups: Equatable {
                 lastCheckin = max(lastCheckin ?? event.occurredAt, event.occurredAt)
             }
         }
+        visitedUsers = users.values.count { $0.visits > 0 }
     }
 }
 
@@ -257,4 +257,26 @@ func workload(events count: Int, users: Int32, seed: UInt64) -> [Event] {
         }
     }
     return events.shuffled(using: &random)
+}
+
+extension PostgresConnection {
+    /// The rows of `visits_local_day`: visits by `zone day space` and, for each hour with visits, by
+    /// `zone day hour space`.
+    func localDays(zone: String? = nil) async throws -> (daily: [String: Int], hourly: [String: Int]) {
+        var daily: [String: Int] = [:]
+        var hourly: [String: Int] = [:]
+        let rows = try query(
+            """
+            SELECT zone, day::text, space_id, visits, \(HourColumns.list) FROM visits_local_day
+            WHERE $1::text IS NULL OR zone = $1
+            """, [zone])
+        for row in rows.rows {
+            let (zone, day, space) = (try row.string(0), try row.string(1), try row.string(2))
+            daily["\(zone) \(day) \(space)"] = try row.int(3)
+            for hour in 0..<24 where try row.int(4 + hour) > 0 {
+                hourly["\(zone) \(day) \(hour) \(space)"] = try row.int(4 + hour)
+            }
+        }
+        return (daily, hourly)
+    }
 }

@@ -49,10 +49,11 @@ struct ConsumerTests {
             try await harness.waitUntilCounted(23)
         }
         let connection = try await harness.database()
-        let daily = try await connection.query("SELECT day::text, visits FROM visits_daily")
-        #expect(try daily.rows.map { "\(try $0.string(0)) \(try $0.int(1))" } == ["2023-03-12 23"])
-        let hours = try await connection.query("SELECT hour FROM visits_hourly ORDER BY hour")
-        #expect(try hours.rows.map { try $0.int(0) } == [0, 1] + Array(3...23), "02:00 does not exist that day")
+        let (daily, hourly) = try await connection.localDays()
+        #expect(daily == ["America/New_York 2023-03-12 default": 23])
+        let hours = hourly.keys.map { Int($0.split(separator: " ")[2])! }.sorted()
+        #expect(hours == [0, 1] + Array(3...23), "02:00 does not exist that day")
+        #expect(hourly.values.allSatisfy { $0 == 1 })
         try await harness.cleanup()
     }
 

@@ -1,6 +1,7 @@
-import ConsumerCore
 import Shared
 import Testing
+
+@testable import ConsumerCore
 
 @Suite("consumer migrate against PostgreSQL")
 struct MigratorTests {
@@ -16,15 +17,15 @@ struct MigratorTests {
         let schema = TestServers.uniqueName("migrate")
         let migrator = Migrator(schema: schema, zones: ["UTC"])
         let first = try await migrator.run(on: Self.connect(schema), logger: TestServers.logger)
-        #expect(first == Migrator.Report(appliedVersions: [1], addedZones: ["UTC"], removedZones: [], version: 1))
+        #expect(first == Migrator.Report(appliedVersions: [1, 2], addedZones: ["UTC"], removedZones: [], version: 2))
         let second = try await migrator.run(on: Self.connect(schema), logger: TestServers.logger)
-        #expect(second == Migrator.Report(appliedVersions: [], addedZones: [], removedZones: [], version: 1))
+        #expect(second == Migrator.Report(appliedVersions: [], addedZones: [], removedZones: [], version: 2))
         let tables = try await Self.connect(schema).query(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1", [schema])
         #expect(
             try tables.rows.map { try $0.string(0) } == [
-                "counted_events", "fold_totals", "report_zones", "schema_migrations", "user_activity", "visits_daily",
-                "visits_hourly", "visits_quarter_hour",
+                "counted_events", "fold_totals", "report_zones", "schema_migrations", "user_activity",
+                "visits_local_day", "visits_quarter_hour",
             ])
         try await Self.drop(schema)
     }
@@ -38,9 +39,9 @@ struct MigratorTests {
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(reports.flatMap(\.appliedVersions) == [1])
+        #expect(reports.flatMap(\.appliedVersions) == [1, 2])
         #expect(reports.flatMap(\.addedZones).sorted() == ["Asia/Kolkata", "UTC"])
-        #expect(reports.allSatisfy { $0.version == 1 })
+        #expect(reports.allSatisfy { $0.version == 2 })
         let ready = try await Self.connect(schema).query("SELECT zone FROM report_zones WHERE ready ORDER BY zone")
         #expect(try ready.rows.map { try $0.string(0) } == ["Asia/Kolkata", "UTC"])
         try await Self.drop(schema)
@@ -60,24 +61,54 @@ struct MigratorTests {
         let report = try await Migrator(schema: schema, zones: ["UTC", "Asia/Kathmandu"]).run(
             on: connection, logger: TestServers.logger)
         #expect(report.addedZones == ["Asia/Kathmandu"])
-        let daily = try await connection.query(
-            "SELECT day::text, space_id, visits FROM visits_daily WHERE zone = 'Asia/Kathmandu' ORDER BY 1, 2")
+        let (daily, hourly) = try await connection.localDays(zone: "Asia/Kathmandu")
         #expect(
-            try daily.rows.map { "\(try $0.string(0)) \(try $0.string(1)) \(try $0.int(2))" } == [
-                "2023-02-07 hq 2", "2023-02-08 annex 1", "2023-02-08 hq 7",
+            daily == [
+                "Asia/Kathmandu 2023-02-07 hq": 2, "Asia/Kathmandu 2023-02-08 annex": 1,
+                "Asia/Kathmandu 2023-02-08 hq": 7,
             ])
-        let hourly = try await connection.query(
-            "SELECT day::text, hour, space_id, visits FROM visits_hourly WHERE zone = 'Asia/Kathmandu' ORDER BY 1, 2, 3"
-        )
         #expect(
-            try hourly.rows.map { "\(try $0.string(0)) \(try $0.int(1)) \(try $0.string(2)) \(try $0.int(3))" } == [
-                "2023-02-07 23 hq 2", "2023-02-08 0 annex 1", "2023-02-08 0 hq 3", "2023-02-08 15 hq 4",
+            hourly == [
+                "Asia/Kathmandu 2023-02-07 23 hq": 2, "Asia/Kathmandu 2023-02-08 0 annex": 1,
+                "Asia/Kathmandu 2023-02-08 0 hq": 3, "Asia/Kathmandu 2023-02-08 15 hq": 4,
             ])
 
         let removal = try await Migrator(schema: schema, zones: ["Asia/Kathmandu"]).run(
             on: connection, logger: TestServers.logger)
         #expect(removal.removedZones == ["UTC"])
-        #expect(try await connection.query("SELECT count(*) FROM visits_daily WHERE zone = 'UTC'")[0].int(0) == 0)
+        #expect(try await connection.localDays(zone: "UTC").daily.isEmpty)
+        #expect(try await connection.localDays(zone: "Asia/Kathmandu").daily.count == 3)
+        try await Self.drop(schema)
+    }
+
+    @Test func version2KeepsWhatVersion1Folded() async throws {
+        let schema = TestServers.uniqueName("upgrade")
+        let connection = try await Self.connect(schema)
+        // The database as `consumer migrate` left it when version 1 was the newest step.
+        try await connection.execute("CREATE SCHEMA \(schema)")
+        try await connection.execute(migrations[0].sql)
+        try await connection.execute(
+            """
+            CREATE TABLE schema_migrations (
+                version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()
+            );
+            INSERT INTO schema_migrations (version, description) VALUES (1, 'rollup tables');
+            INSERT INTO report_zones (zone, ready, filled_at) VALUES ('UTC', true, now());
+            INSERT INTO visits_daily (zone, day, space_id, visits) VALUES
+                ('UTC', '2023-02-07', 'hq', 3), ('UTC', '2023-02-08', 'hq', 1);
+            INSERT INTO visits_hourly (zone, day, hour, space_id, visits) VALUES
+                ('UTC', '2023-02-07', 8, 'hq', 2), ('UTC', '2023-02-07', 23, 'hq', 1), ('UTC', '2023-02-08', 0, 'hq', 1);
+            INSERT INTO user_activity (user_id, visits, joined_at) VALUES (1, 3, NULL), (2, 1, NULL), (3, 0, now());
+            INSERT INTO fold_totals (slot, checkins) VALUES (5, 4);
+            """)
+        let report = try await Migrator(schema: schema, zones: ["UTC"]).run(on: connection, logger: TestServers.logger)
+        #expect(report == Migrator.Report(appliedVersions: [2], addedZones: [], removedZones: [], version: 2))
+        let (daily, hourly) = try await connection.localDays()
+        #expect(daily == ["UTC 2023-02-07 hq": 3, "UTC 2023-02-08 hq": 1])
+        #expect(hourly == ["UTC 2023-02-07 8 hq": 2, "UTC 2023-02-07 23 hq": 1, "UTC 2023-02-08 0 hq": 1])
+        let totals = try await connection.query("SELECT sum(checkins)::bigint, sum(users)::bigint FROM fold_totals")[0]
+        #expect(try totals.int(0) == 4)
+        #expect(try totals.int(1) == 2, "users with a visit, counted once at the upgrade")
         try await Self.drop(schema)
     }
 
