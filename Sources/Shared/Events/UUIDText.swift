@@ -6,24 +6,31 @@ extension UUID {
     ///
     /// Every event id is parsed at least once on its way to the rollups; Foundation's `UUID(uuidString:)` goes
     /// through `sscanf` and took a fifth of the consumer's time.
-    public init?(text: some StringProtocol) {
+    public init?(text: String) {
         var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        let parsed = withUnsafeMutableBytes(of: &bytes) { output -> Bool in
-            var utf8 = text.utf8.makeIterator()
-            for index in 0..<16 {
-                if index == 4 || index == 6 || index == 8 || index == 10 {
-                    guard utf8.next() == UInt8(ascii: "-") else { return false }
-                }
-                guard let high = utf8.next().flatMap(hexValue), let low = utf8.next().flatMap(hexValue) else {
-                    return false
-                }
-                output[index] = high << 4 | low
-            }
-            return utf8.next() == nil
+        var text = text
+        let parsed = text.withUTF8 { utf8 in
+            withUnsafeMutableBytes(of: &bytes) { output in parse(utf8, into: output) }
         }
         guard parsed else { return nil }
         self.init(uuid: bytes)
     }
+}
+
+/// Reads the 32 hex digits and 4 hyphens of `text` into the 16 bytes of `output`.
+private func parse(_ text: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableRawBufferPointer) -> Bool {
+    guard text.count == 36 else { return false }
+    var position = 0
+    for index in 0..<16 {
+        if index == 4 || index == 6 || index == 8 || index == 10 {
+            guard text[position] == UInt8(ascii: "-") else { return false }
+            position += 1
+        }
+        guard let high = hexValue(text[position]), let low = hexValue(text[position + 1]) else { return false }
+        output[index] = high << 4 | low
+        position += 2
+    }
+    return true
 }
 
 private func hexValue(_ character: UInt8) -> UInt8? {
