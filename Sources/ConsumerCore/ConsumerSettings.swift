@@ -7,9 +7,10 @@ public struct ConsumerSettings: Sendable {
     public var amqp: AMQPConfiguration
     public var topology: Topology
     public var rules: EventRules
-    /// `BATCH_SIZE`: events folded per transaction at most; default 5000. A fold writes each rollup row once per
-    /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 5000 folded twice
-    /// as fast as 1000 (`scripts/bench-consumer`).
+    /// `BATCH_SIZE`: events folded per transaction at most; default 4000. A fold writes each rollup row once per
+    /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 4000 folded about
+    /// twice as fast as 1000, and larger batches gained little more while the messages held in flight pushed the
+    /// peak RSS toward 64 MiB (`scripts/bench-consumer`).
     public var batchSize: Int
     /// `BATCH_MAX_DELAY_MS`: how long a batch waits to fill after its first event; default 200 ms.
     public var batchMaxDelay: Duration
@@ -24,7 +25,7 @@ public struct ConsumerSettings: Sendable {
     public var bindAddress: String
     public var logLevel: Logger.Level
 
-    public static let defaultBatchSize = 5000
+    public static let defaultBatchSize = 4000
 
     public init(
         database: PostgresConfiguration, amqp: AMQPConfiguration = AMQPConfiguration(), topology: Topology = Topology(),
