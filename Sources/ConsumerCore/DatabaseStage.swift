@@ -42,19 +42,26 @@ actor DatabaseStage {
         var refused: [(index: Int, error: PostgresError)]
     }
 
-    /// Folds `events`; when the database refuses the batch outright (an error no retry mends), folds halves of
-    /// it, down to single events, so that only the events it refuses are set aside.
-    func foldIsolatingRefusals(_ events: [Event]) async throws -> Outcome {
+    /// Does the part of folding `events` that needs no database (`RollupWriter.prepare(_:)`), on the caller's
+    /// thread.
+    nonisolated func prepare(_ events: [Event]) -> PreparedFold {
+        writer.prepare(events)
+    }
+
+    /// Folds `events`, prepared as `prepared`; when the database refuses the batch outright (an error no retry
+    /// mends), folds halves of it, down to single events, so that only the events it refuses are set aside.
+    func foldIsolatingRefusals(_ events: [Event], prepared: PreparedFold) async throws -> Outcome {
         do {
-            return Outcome(result: try await fold(events), refused: [])
+            return Outcome(result: try await fold(prepared), refused: [])
         } catch let error as PostgresError {
             guard events.count > 1 else {
                 logger.error("The database refused an event", metadata: [LogKey.error: "\(error.debugDescription)"])
                 return Outcome(result: FoldResult(counted: 0, duplicates: 0), refused: [(0, error)])
             }
             let middle = events.count / 2
-            let first = try await foldIsolatingRefusals(Array(events[..<middle]))
-            let second = try await foldIsolatingRefusals(Array(events[middle...]))
+            let (firstHalf, secondHalf) = (Array(events[..<middle]), Array(events[middle...]))
+            let first = try await foldIsolatingRefusals(firstHalf, prepared: prepare(firstHalf))
+            let second = try await foldIsolatingRefusals(secondHalf, prepared: prepare(secondHalf))
             return Outcome(
                 result: FoldResult(
                     counted: first.result.counted + second.result.counted,
@@ -63,16 +70,16 @@ actor DatabaseStage {
         }
     }
 
-    /// Folds `events` in one transaction, retrying retriable failures until it commits or the task is
+    /// Folds a prepared batch in one transaction, retrying retriable failures until it commits or the task is
     /// cancelled. A failure that is not retriable (the database refuses these events) is thrown.
-    func fold(_ events: [Event]) async throws -> FoldResult {
+    func fold(_ prepared: PreparedFold) async throws -> FoldResult {
         var attempt = 0
         while true {
             do {
                 let connection = try await usableConnection()
                 let writer = self.writer
                 let started = ContinuousClock.now
-                let result = try await connection.withTransaction { try writer.fold(events, on: $0) }
+                let result = try await connection.withTransaction { try writer.fold(prepared, on: $0) }
                 metrics.commitDuration.recordElapsed(since: started)
                 isHealthy.store(true, ordering: .relaxed)
                 return result

@@ -129,14 +129,16 @@ public final class RollupConsumer: Service {
             metrics.received.increment(by: deliveries.count)
             for chunk in chunks(of: deliveries) {
                 let (events, eventDeliveries) = try await decodeDeadLetteringInvalid(chunk, amqp)
+                let database = self.database
+                // Prepared while the batch before commits: only the statements wait for that commit.
+                let prepared = database.prepare(events)
                 if let pending = inFlight {
                     inFlight = nil
                     try await finish(pending, amqp)
                 }
-                let database = self.database
                 inFlight = InFlight(
                     lastTag: chunk[chunk.endIndex - 1].deliveryTag, deliveries: eventDeliveries,
-                    fold: Task { try await database.foldIsolatingRefusals(events) })
+                    fold: Task { try await database.foldIsolatingRefusals(events, prepared: prepared) })
             }
         }
     }

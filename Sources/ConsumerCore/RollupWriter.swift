@@ -32,28 +32,76 @@ public struct RollupWriter: Sendable {
 
     /// Counts the events of `events` whose id was never counted, and adds them to every rollup.
     public func fold(_ events: [Event], on connection: isolated PostgresConnection) throws -> FoldResult {
+        try fold(prepare(events), on: connection)
+    }
+
+    /// Does the part of a fold that needs no database: drops ids repeated within the batch and, for the usual
+    /// case where every id is new, sums the rollup rows and encodes the statements' parameters. The consumer
+    /// calls it while the batch before is still committing, so the connection's thread spends its time on
+    /// the statements.
+    public func prepare(_ events: [Event]) -> PreparedFold {
         var seen = Set<UUID>(minimumCapacity: events.count)
         let unique = events.filter { seen.insert($0.id).inserted }
-        guard !unique.isEmpty else { return FoldResult(counted: 0, duplicates: events.count) }
+        return PreparedFold(
+            count: events.count, unique: unique, ids: unique.map(\.id).postgresParameter,
+            rowsIfAllNew: FoldRows(RollupDelta(unique), totalsSlot: totalsSlot))
+    }
 
+    /// Counts the events of `prepared` whose id was never counted, and adds them to every rollup.
+    public func fold(_ prepared: PreparedFold, on connection: isolated PostgresConnection) throws -> FoldResult {
+        guard !prepared.unique.isEmpty else { return FoldResult(counted: 0, duplicates: prepared.count) }
         let inserted = try connection.query(
             """
             INSERT INTO counted_events (event_id)
             SELECT id FROM unnest($1::uuid[]) AS batch(id) ORDER BY id
             ON CONFLICT DO NOTHING
             RETURNING event_id
-            """, [unique.map(\.id)])
-        var new = Set<UUID>(minimumCapacity: inserted.count)
-        for row in inserted.rows {
-            if let id = UUID(text: try row.string(0)) { new.insert(id) }
+            """, [prepared.ids])
+        let rows: FoldRows
+        let counted: Int
+        if inserted.count == prepared.unique.count {
+            (rows, counted) = (prepared.rowsIfAllNew, prepared.unique.count)
+        } else {
+            var new = Set<UUID>(minimumCapacity: inserted.count)
+            for row in inserted.rows {
+                if let id = UUID(text: try row.string(0)) { new.insert(id) }
+            }
+            let events = prepared.unique.filter { new.contains($0.id) }
+            (rows, counted) = (FoldRows(RollupDelta(events), totalsSlot: totalsSlot), events.count)
         }
-        let counted = unique.filter { new.contains($0.id) }
-        let result = FoldResult(counted: counted.count, duplicates: events.count - counted.count)
-        guard !counted.isEmpty else { return result }
+        let result = FoldResult(counted: counted, duplicates: prepared.count - counted)
+        guard counted > 0 else { return result }
 
-        let delta = RollupDelta(counted)
-        try writeVisits(delta, on: connection)
-        let firstVisitors = try writeUsers(delta, on: connection)
+        if let visits = rows.visits {
+            try connection.query(
+                """
+                INSERT INTO visits_quarter_hour AS v (bucket_start, space_id, visits)
+                SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bigint[]) ORDER BY 1, 2
+                ON CONFLICT (bucket_start, space_id) DO UPDATE SET visits = v.visits + excluded.visits
+                """, visits)
+            // Every zone of report_zones is folded here. `consumer migrate` fills a new zone while it holds a
+            // lock that the statement above waits for, so each visit reaches a new zone's rows exactly once.
+            try connection.query(Self.localDaysSQL, visits)
+        }
+        // A user whose visits after the update are the batch's own had none before.
+        let firstVisitors = try connection.query(
+            """
+            WITH batch AS (
+                SELECT * FROM unnest($1::int[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
+                    AS b(user_id, visits, first_visit_at, last_visit_at, joined_at)
+            ), written AS (
+                INSERT INTO user_activity AS u (user_id, visits, first_visit_at, last_visit_at, joined_at)
+                SELECT * FROM batch ORDER BY 1
+                ON CONFLICT (user_id) DO UPDATE SET
+                    visits = u.visits + excluded.visits,
+                    first_visit_at = least(u.first_visit_at, excluded.first_visit_at),
+                    last_visit_at = greatest(u.last_visit_at, excluded.last_visit_at),
+                    joined_at = least(u.joined_at, excluded.joined_at)
+                RETURNING u.user_id, u.visits
+            )
+            SELECT count(*) FROM written JOIN batch USING (user_id)
+            WHERE written.visits > 0 AND written.visits = batch.visits
+            """, rows.users)[0].int(0)
         try connection.query(
             """
             INSERT INTO fold_totals AS t (slot, checkins, users, first_checkin_at, last_checkin_at, last_folded_at)
@@ -64,26 +112,8 @@ public struct RollupWriter: Sendable {
                 first_checkin_at = least(t.first_checkin_at, excluded.first_checkin_at),
                 last_checkin_at = greatest(t.last_checkin_at, excluded.last_checkin_at),
                 last_folded_at = greatest(t.last_folded_at, excluded.last_folded_at)
-            """, [totalsSlot, delta.checkins, firstVisitors, delta.firstCheckin, delta.lastCheckin])
+            """, rows.totals(firstVisitors: firstVisitors))
         return result
-    }
-
-    private func writeVisits(_ delta: RollupDelta, on connection: isolated PostgresConnection) throws {
-        guard !delta.visits.isEmpty else { return }
-        let buckets = delta.visits.sorted { $0.key < $1.key }
-        let parameters: [(any PostgresEncodable)?] = [
-            buckets.map { Timestamp(microsecondsSinceEpoch: $0.key.start) }, buckets.map(\.key.spaceID),
-            buckets.map { Int64($0.value) },
-        ]
-        try connection.query(
-            """
-            INSERT INTO visits_quarter_hour AS v (bucket_start, space_id, visits)
-            SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bigint[]) ORDER BY 1, 2
-            ON CONFLICT (bucket_start, space_id) DO UPDATE SET visits = v.visits + excluded.visits
-            """, parameters)
-        // Every zone of report_zones is folded here. `consumer migrate` fills a new zone while it holds a lock
-        // that the statement above waits for, so each visit reaches a new zone's rows exactly once.
-        try connection.query(Self.localDaysSQL, parameters)
     }
 
     /// Each bucket's local day and hour are computed once, in the subquery (OFFSET 0 keeps the planner from
@@ -103,32 +133,52 @@ public struct RollupWriter: Sendable {
             visits = d.visits + excluded.visits,
             \(HourColumns.names.map { "\($0) = d.\($0) + excluded.\($0)" }.joined(separator: ", "))
         """
+}
 
-    /// Upserts the batch's users; returns how many had their first visit in it.
-    private func writeUsers(_ delta: RollupDelta, on connection: isolated PostgresConnection) throws -> Int {
+/// A batch ready for its transaction (`RollupWriter.prepare(_:)`).
+public struct PreparedFold: Sendable {
+    /// Events in the batch as received, repeated ids included.
+    let count: Int
+    /// The batch's events, the first of each id.
+    let unique: [Event]
+    let ids: PostgresParameter
+    let rowsIfAllNew: FoldRows
+}
+
+/// The parameters of the fold's statements for one set of newly counted events, each rollup's rows in key order.
+struct FoldRows: Sendable {
+    /// Bucket starts, spaces and visits of the 15-minute rows; nil when the events hold no check-in.
+    var visits: [PostgresParameter]?
+    /// Ids, visits, first and last visits and join times of the users.
+    var users: [PostgresParameter]
+    var totalsSlot: Int
+    var checkins: Int
+    var firstCheckin: Timestamp?
+    var lastCheckin: Timestamp?
+
+    init(_ delta: RollupDelta, totalsSlot: Int) {
+        if delta.visits.isEmpty {
+            visits = nil
+        } else {
+            let buckets = delta.visits.sorted { $0.key < $1.key }
+            visits = [
+                buckets.map { Timestamp(microsecondsSinceEpoch: $0.key.start) }.postgresParameter,
+                buckets.map(\.key.spaceID).postgresParameter, buckets.map { Int64($0.value) }.postgresParameter,
+            ]
+        }
         let users = delta.users.sorted { $0.key < $1.key }
-        // A user whose visits after the update are the batch's own had none before.
-        return try connection.query(
-            """
-            WITH batch AS (
-                SELECT * FROM unnest($1::int[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
-                    AS b(user_id, visits, first_visit_at, last_visit_at, joined_at)
-            ), written AS (
-                INSERT INTO user_activity AS u (user_id, visits, first_visit_at, last_visit_at, joined_at)
-                SELECT * FROM batch ORDER BY 1
-                ON CONFLICT (user_id) DO UPDATE SET
-                    visits = u.visits + excluded.visits,
-                    first_visit_at = least(u.first_visit_at, excluded.first_visit_at),
-                    last_visit_at = greatest(u.last_visit_at, excluded.last_visit_at),
-                    joined_at = least(u.joined_at, excluded.joined_at)
-                RETURNING u.user_id, u.visits
-            )
-            SELECT count(*) FROM written JOIN batch USING (user_id)
-            WHERE written.visits > 0 AND written.visits = batch.visits
-            """,
-            [
-                users.map(\.key), users.map { Int64($0.value.visits) }, users.map(\.value.firstVisit),
-                users.map(\.value.lastVisit), users.map(\.value.joinedAt),
-            ])[0].int(0)
+        self.users = [
+            users.map(\.key).postgresParameter, users.map { Int64($0.value.visits) }.postgresParameter,
+            users.map(\.value.firstVisit).postgresParameter, users.map(\.value.lastVisit).postgresParameter,
+            users.map(\.value.joinedAt).postgresParameter,
+        ]
+        self.totalsSlot = totalsSlot
+        checkins = delta.checkins
+        firstCheckin = delta.firstCheckin
+        lastCheckin = delta.lastCheckin
+    }
+
+    func totals(firstVisitors: Int) -> [(any PostgresEncodable)?] {
+        [totalsSlot, checkins, firstVisitors, firstCheckin, lastCheckin]
     }
 }

@@ -13,6 +13,11 @@ public protocol PostgresEncodable: Sendable {
     var postgresParameter: PostgresParameter { get }
 }
 
+extension PostgresParameter: PostgresEncodable {
+    /// A parameter encoded ahead of time, off the connection's thread.
+    public var postgresParameter: PostgresParameter { self }
+}
+
 /// A value that can be an element of an array parameter, which travels in PostgreSQL's binary array format:
 /// a batch's arrays hold thousands of elements, and printing then parsing them as text cost more than the
 /// statements themselves.
