@@ -50,21 +50,27 @@ public struct RollupWriter: Sendable {
     /// Counts the events of `prepared` whose id was never counted, and adds them to every rollup.
     public func fold(_ prepared: PreparedFold, on connection: isolated PostgresConnection) throws -> FoldResult {
         guard !prepared.unique.isEmpty else { return FoldResult(counted: 0, duplicates: prepared.count) }
+        // How many ids were new, and which, unless all were: the usual case needs no list.
         let inserted = try connection.query(
             """
-            INSERT INTO counted_events (event_id)
-            SELECT id FROM unnest($1::uuid[]) AS batch(id) ORDER BY id
-            ON CONFLICT DO NOTHING
-            RETURNING event_id
-            """, [prepared.ids])
+            WITH inserted AS (
+                INSERT INTO counted_events (event_id)
+                SELECT id FROM unnest($1::uuid[]) AS batch(id) ORDER BY id
+                ON CONFLICT DO NOTHING
+                RETURNING event_id
+            ), total AS (
+                SELECT count(*) AS new FROM inserted
+            )
+            SELECT total.new, inserted.event_id FROM total LEFT JOIN inserted ON total.new < $2
+            """, [prepared.ids, prepared.unique.count])
         let rows: FoldRows
         let counted: Int
-        if inserted.count == prepared.unique.count {
+        if try inserted[0].int(0) == prepared.unique.count {
             (rows, counted) = (prepared.rowsIfAllNew, prepared.unique.count)
         } else {
             var new = Set<UUID>(minimumCapacity: inserted.count)
             for row in inserted.rows {
-                if let id = UUID(text: try row.string(0)) { new.insert(id) }
+                if let text = row[1], let id = UUID(text: text) { new.insert(id) }
             }
             let events = prepared.unique.filter { new.contains($0.id) }
             (rows, counted) = (FoldRows(RollupDelta(events), totalsSlot: totalsSlot), events.count)
