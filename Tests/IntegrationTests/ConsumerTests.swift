@@ -111,6 +111,63 @@ struct ConsumerTests {
         try await harness.cleanup()
     }
 
+    @Test func anEventTheDatabaseRefusesIsDeadLetteredAloneAndTheRestCount() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let connection = try await harness.database()
+        try await connection.execute(
+            "ALTER TABLE visits_quarter_hour ADD CONSTRAINT no_poison CHECK (space_id <> 'poison')")
+        let start = Timestamp(year: 2023, month: 2, day: 8, hour: 9)
+        let events = (0..<10).map {
+            Event(
+                id: UUID(), kind: .checkin, userID: 7, occurredAt: start.adding(seconds: Int64($0) * 60),
+                spaceID: $0 == 6 ? "poison" : "hq")
+        }
+        try await harness.withConsumers {
+            try await harness.publish(events.map(\.jsonBody))
+            try await harness.waitUntilCounted(9)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await harness.readyMessages(in: harness.topology.deadLetterQueue) < 1,
+                ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        let dead = try await harness.deadLetters()
+        #expect(dead.map(\.body) == [events[6].jsonBody])
+        #expect(
+            dead.first?.properties.headers?["x-rejection-reason"]
+                == .string(
+                    "the database refused the event (PostgreSQL statement failed (SQLSTATE 23514): the statement failed)"
+                ))
+        let stored = try await harness.storedRollups()
+        #expect(stored.checkins == 9)
+        #expect(stored.daily == ["UTC 2023-02-08 hq": 9])
+        try await harness.cleanup()
+    }
+
+    @Test func aSchemaChangedUnderTheConsumerStopsItAndDeadLettersNothing() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        try await harness.database().execute("DROP TABLE user_activity")
+        let event = Event(id: UUID(), kind: .checkin, userID: 7, occurredAt: Timestamp(year: 2023, month: 2, day: 8))
+        var thrown: (any Error)?
+        do {
+            try await harness.withConsumers {
+                try await harness.publish([event.jsonBody])
+                try await Task.sleep(for: .seconds(5))
+            }
+        } catch {
+            thrown = error
+        }
+        #expect((thrown as? PostgresError)?.sqlState == "42P01", "undefined table")
+        #expect(try await harness.deadLetters().isEmpty)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await harness.readyMessages(in: harness.topology.queue) < 1, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 1, "the event waits in the queue")
+        try await harness.cleanup()
+    }
+
     @Test func threeConsumersOnOneQueueGiveTheRollupsOfOne() async throws {
         let harness = try await ConsumerHarness.make()
         let events = workload(events: 4_000, users: 40, seed: 3)

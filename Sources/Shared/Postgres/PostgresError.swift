@@ -44,6 +44,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         }
     }
 
+    /// Whether the server refused the statement's data (SQLSTATE class 22, a data exception, or 23, a violated
+    /// constraint): other data may pass where this did not. A missing table or a refused privilege is not such
+    /// a refusal: no data would pass.
+    public var isDataRefusal: Bool {
+        code == .statementFailed && (sqlState?.hasPrefix("22") == true || sqlState?.hasPrefix("23") == true)
+    }
+
     private static let retriableStates: Set<String> = ["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"]
 
     public var description: String {
