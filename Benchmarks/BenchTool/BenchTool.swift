@@ -67,17 +67,26 @@ struct Fold: AsyncParsableCommand {
         abstract: "Folds the workload into the rollups of DB_SCHEMA with the consumer's statements, nothing else.")
     @OptionGroup var workload: Workload
     @Option(help: "Events per transaction.") var batchSize = ConsumerSettings.defaultBatchSize
+    @Option(help: "Connections folding at once, batches taken in turn, as the consumer does.")
+    var connections = ConsumerSettings.defaultFoldConnections
 
     func run() async throws {
         let database = try PostgresConfiguration.fromEnvironment(.process, applicationName: "bench-fold")
-        let connection = try await PostgresConnection.connect(database, logger: Logger(label: "bench"))
+        var stages: [PostgresConnection] = []
+        for _ in 0..<connections {
+            stages.append(try await PostgresConnection.connect(database, logger: Logger(label: "bench")))
+        }
         let events = workload.events()
         let writer = RollupWriter(totalsSlot: 0)
         let started = ContinuousClock.now
-        for start in stride(from: 0, to: events.count, by: batchSize) {
+        var inFlight: [Task<Void, any Error>] = []
+        for (number, start) in stride(from: 0, to: events.count, by: batchSize).enumerated() {
             let batch = Array(events[start..<min(start + batchSize, events.count)])
-            _ = try await connection.withTransaction { try writer.fold(batch, on: $0) }
+            let connection = stages[number % stages.count]
+            if inFlight.count == stages.count { try await inFlight.removeFirst().value }
+            inFlight.append(Task { _ = try await connection.withTransaction { try writer.fold(batch, on: $0) } })
         }
+        for fold in inFlight { try await fold.value }
         let elapsed = ContinuousClock.now - started
         print("\(events.count) \(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)")
     }

@@ -7,15 +7,19 @@ public struct ConsumerSettings: Sendable {
     public var amqp: AMQPConfiguration
     public var topology: Topology
     public var rules: EventRules
-    /// `BATCH_SIZE`: events folded per transaction at most; default 4000. A fold writes each rollup row once per
+    /// `BATCH_SIZE`: events folded per transaction at most; default 3000. A fold writes each rollup row once per
     /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 4000 folded about
-    /// twice as fast as 1000, and larger batches gained little more while the messages held in flight pushed the
-    /// peak RSS toward 64 MiB (`scripts/bench-consumer`).
+    /// twice as fast as 1000, but with two folds in flight it was no faster than 3000 while the messages held
+    /// pushed the peak RSS toward 64 MiB (`scripts/bench-consumer`).
     public var batchSize: Int
     /// `BATCH_MAX_DELAY_MS`: how long a batch waits to fill after its first event; default 200 ms.
     public var batchMaxDelay: Duration
-    /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default 2 × `BATCH_SIZE`, so one batch
-    /// is received while the one before commits.
+    /// `FOLD_CONNECTIONS`: database connections, each folding a batch; default 2. Batches are acknowledged in
+    /// the order they arrived whichever commits first. A second fold in flight keeps the database busy while the
+    /// first one's last statements and commit run, and lets it use a second core.
+    public var foldConnections: Int
+    /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default (`FOLD_CONNECTIONS` + 1) ×
+    /// `BATCH_SIZE`, so one batch is received while the others fold.
     public var prefetch: Int
     /// `SHUTDOWN_DEADLINE_S`: how long SIGTERM waits for the batch in hand to commit; default 20 s.
     public var shutdownDeadline: Duration
@@ -25,12 +29,17 @@ public struct ConsumerSettings: Sendable {
     public var bindAddress: String
     public var logLevel: Logger.Level
 
-    public static let defaultBatchSize = 4000
+    public static let defaultBatchSize = 3000
+    public static let defaultFoldConnections = 2
+
+    static func defaultPrefetch(batchSize: Int, foldConnections: Int) -> Int {
+        min((foldConnections + 1) * batchSize, 65_535)
+    }
 
     public init(
         database: PostgresConfiguration, amqp: AMQPConfiguration = AMQPConfiguration(), topology: Topology = Topology(),
         rules: EventRules = EventRules(), batchSize: Int = ConsumerSettings.defaultBatchSize,
-        batchMaxDelay: Duration = .milliseconds(200),
+        batchMaxDelay: Duration = .milliseconds(200), foldConnections: Int = ConsumerSettings.defaultFoldConnections,
         prefetch: Int? = nil, shutdownDeadline: Duration = .seconds(20), metricsPort: Int = 9090,
         bindAddress: String = "0.0.0.0", logLevel: Logger.Level = .info
     ) {
@@ -40,7 +49,8 @@ public struct ConsumerSettings: Sendable {
         self.rules = rules
         self.batchSize = batchSize
         self.batchMaxDelay = batchMaxDelay
-        self.prefetch = prefetch ?? min(2 * batchSize, 65_535)
+        self.foldConnections = foldConnections
+        self.prefetch = prefetch ?? Self.defaultPrefetch(batchSize: batchSize, foldConnections: foldConnections)
         self.shutdownDeadline = shutdownDeadline
         self.metricsPort = metricsPort
         self.bindAddress = bindAddress
@@ -49,7 +59,11 @@ public struct ConsumerSettings: Sendable {
 
     public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> ConsumerSettings {
         let batchSize = try environment.integer("BATCH_SIZE", default: Self.defaultBatchSize, in: 1...10_000)
-        let prefetch = try environment.integer("PREFETCH", default: min(2 * batchSize, 65_535), in: 1...65_535)
+        let foldConnections = try environment.integer(
+            "FOLD_CONNECTIONS", default: Self.defaultFoldConnections, in: 1...8)
+        let prefetch = try environment.integer(
+            "PREFETCH", default: Self.defaultPrefetch(batchSize: batchSize, foldConnections: foldConnections),
+            in: 1...65_535)
         guard prefetch >= batchSize else {
             throw ConfigurationError(variable: "PREFETCH", problem: "must be at least BATCH_SIZE (\(batchSize))")
         }
@@ -60,6 +74,7 @@ public struct ConsumerSettings: Sendable {
             rules: try EventRules.fromEnvironment(environment),
             batchSize: batchSize,
             batchMaxDelay: .milliseconds(try environment.integer("BATCH_MAX_DELAY_MS", default: 200, in: 0...60_000)),
+            foldConnections: foldConnections,
             prefetch: prefetch,
             shutdownDeadline: .seconds(try environment.integer("SHUTDOWN_DEADLINE_S", default: 20, in: 1...3_600)),
             metricsPort: try environment.integer("METRICS_PORT", default: 9090, in: 1...65_535),

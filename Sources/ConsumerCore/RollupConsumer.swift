@@ -6,14 +6,17 @@ import Synchronization
 /// The consumer of CONTRACT §2 and §3: takes events from the rollups queue in batches, counts each event once,
 /// dead-letters what cannot be counted, and acknowledges only what a committed transaction holds.
 ///
-/// Batches are pipelined: while the database stage commits one batch, the next is received and its invalid
-/// messages are dead-lettered; then the first batch is acknowledged with one multiple-ack and the second goes
-/// to the database. The AMQP connection and the database connection each live on a thread of their own.
+/// Batches are pipelined: while the database stages fold up to `FOLD_CONNECTIONS` batches, each on a connection of
+/// its own, the next batch is received and its invalid messages are dead-lettered; then the oldest batch is
+/// acknowledged with one multiple-ack once it commits, and the new one goes to the database. Batches are
+/// acknowledged in the order they arrived, so a multiple-ack never covers a batch that has not committed. Two
+/// folds in flight never deadlock, as they lock rows in one order (`RollupWriter`): the later one waits at
+/// worst. The AMQP connection and each database connection live on a thread of their own.
 public final class RollupConsumer: Service {
     private let settings: ConsumerSettings
     private let logger: Logger
     private let metrics: ConsumerMetrics
-    private let database: DatabaseStage
+    private let databases: [DatabaseStage]
     private let decoder: EventDecoder
     private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
     private let isStopping = Atomic<Bool>(false)
@@ -23,14 +26,16 @@ public final class RollupConsumer: Service {
         self.settings = settings
         self.logger = logger
         self.metrics = metrics
-        self.database = DatabaseStage(
-            configuration: settings.database, writer: RollupWriter(), metrics: metrics, logger: logger)
+        let writer = RollupWriter()
+        self.databases = (0..<settings.foldConnections).map { _ in
+            DatabaseStage(configuration: settings.database, writer: writer, metrics: metrics, logger: logger)
+        }
         self.decoder = EventDecoder(rules: settings.rules)
     }
 
     /// Whether the consumer is taking events and its database answers: the readiness probe.
     public var isReady: Bool {
-        isConsuming.load(ordering: .relaxed) && database.isHealthy.load(ordering: .relaxed)
+        isConsuming.load(ordering: .relaxed) && databases.allSatisfy { $0.isHealthy.load(ordering: .relaxed) }
     }
 
     /// Runs until a graceful shutdown (SIGTERM), then finishes the batch it holds, acknowledges it and returns.
@@ -52,12 +57,13 @@ public final class RollupConsumer: Service {
 
     private var stopping: Bool { isStopping.load(ordering: .relaxed) }
 
-    /// Waits for the database (it may start after the consumer) and checks its schema version.
+    /// Waits for the database (it may start after the consumer) and checks its schema version on every stage's
+    /// connection, which opens them all before the readiness probe asks after them.
     private func waitForSchema() async throws {
         var attempt = 0
         while !stopping {
             do {
-                try await database.checkSchema()
+                for database in databases { try await database.checkSchema() }
                 return
             } catch let error as PostgresError where error.isRetriable {
                 attempt += 1
@@ -110,35 +116,34 @@ public final class RollupConsumer: Service {
     }
 
     private func consume(from amqp: AMQPConnection, consumerTag: String) async throws {
-        var inFlight: InFlight?
+        // Oldest first; the fold at position i of the sequence of chunks runs on stage i mod the stage count, so
+        // a stage takes a new chunk only after its previous one was finished.
+        var inFlight: [InFlight] = []
+        var nextStage = 0
         while true {
             if stopping {
                 try await amqp.cancel(consumerTag)
-                if let inFlight { try await finish(inFlight, amqp) }
+                for pending in inFlight { try await finish(pending, amqp) }
                 return
             }
             let deliveries = try await amqp.nextDeliveries(
                 limit: settings.batchSize, maxDelay: settings.batchMaxDelay, idleTimeout: .milliseconds(500))
             guard !deliveries.isEmpty else {
-                if let pending = inFlight {
-                    inFlight = nil
-                    try await finish(pending, amqp)
-                }
+                while !inFlight.isEmpty { try await finish(inFlight.removeFirst(), amqp) }
                 continue
             }
             metrics.received.increment(by: deliveries.count)
             for chunk in chunks(of: deliveries) {
                 let (events, eventDeliveries) = try await decodeDeadLetteringInvalid(chunk, amqp)
-                let database = self.database
-                // Prepared while the batch before commits: only the statements wait for that commit.
+                let database = databases[nextStage]
+                nextStage = (nextStage + 1) % databases.count
+                // Prepared while the batches before fold: only the statements wait for a free stage.
                 let prepared = database.prepare(events)
-                if let pending = inFlight {
-                    inFlight = nil
-                    try await finish(pending, amqp)
-                }
-                inFlight = InFlight(
-                    lastTag: chunk[chunk.endIndex - 1].deliveryTag, deliveries: eventDeliveries,
-                    fold: Task { try await database.foldIsolatingRefusals(events, prepared: prepared) })
+                if inFlight.count == databases.count { try await finish(inFlight.removeFirst(), amqp) }
+                inFlight.append(
+                    InFlight(
+                        lastTag: chunk[chunk.endIndex - 1].deliveryTag, deliveries: eventDeliveries,
+                        fold: Task { try await database.foldIsolatingRefusals(events, prepared: prepared) }))
             }
         }
     }
