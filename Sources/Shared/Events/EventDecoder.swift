@@ -58,8 +58,8 @@ public struct EventDecoder: Sendable {
             top = try scanner.scanDocument { key, scanner throws(JSONSyntaxError) in
                 guard let field = Field(rawValue: key) else { return }
                 let value = try scanner.scalar()
-                if fields.values[field] == nil {
-                    fields.values[field] = value
+                if fields[field] == nil {
+                    fields[field] = value
                 } else {
                     fields.duplicate = fields.duplicate ?? field
                 }
@@ -85,7 +85,7 @@ public struct EventDecoder: Sendable {
         let userID = try fields.integer(.userID, in: 1...Self.maxUserID)
         let occurredAt = try timestamp(fields.string(.occurredAt), now: now)
         var spaceID: String?
-        if kind == .checkin, let value = fields.values[.spaceID], value != .null {
+        if kind == .checkin, let value = fields[.spaceID], value != .null {
             guard case .string(let space) = value else {
                 throw EventRejection(.wrongType, "space_id must be a string, got \(value.kindDescription)")
             }
@@ -135,15 +135,31 @@ private enum Field: String {
     case userID = "user_id"
     case occurredAt = "occurred_at"
     case spaceID = "space_id"
+
+    var slot: Int {
+        switch self {
+        case .eventID: 0
+        case .type: 1
+        case .userID: 2
+        case .occurredAt: 3
+        case .spaceID: 4
+        }
+    }
 }
 
 /// The contract's fields as found in one body.
 private struct Fields {
-    var values: [Field: JSONScalar] = [:]
+    /// One slot per field, by `Field.slot`: hashing the keys of a dictionary took a fifth of the consumer's time.
+    private var values = InlineArray<5, JSONScalar?>(repeating: nil)
     var duplicate: Field?
 
+    subscript(field: Field) -> JSONScalar? {
+        get { values[field.slot] }
+        set { values[field.slot] = newValue }
+    }
+
     func string(_ field: Field) throws(EventRejection) -> String {
-        guard let value = values[field] else { throw EventRejection(.missingField, "\(field.rawValue) is missing") }
+        guard let value = self[field] else { throw EventRejection(.missingField, "\(field.rawValue) is missing") }
         guard case .string(let text) = value else {
             throw EventRejection(.wrongType, "\(field.rawValue) must be a string, got \(value.kindDescription)")
         }
@@ -151,7 +167,7 @@ private struct Fields {
     }
 
     func integer(_ field: Field, in range: ClosedRange<Int64>) throws(EventRejection) -> Int64 {
-        guard let value = values[field] else { throw EventRejection(.missingField, "\(field.rawValue) is missing") }
+        guard let value = self[field] else { throw EventRejection(.missingField, "\(field.rawValue) is missing") }
         guard case .number(let integer) = value else {
             throw EventRejection(.wrongType, "\(field.rawValue) must be an integer, got \(value.kindDescription)")
         }
