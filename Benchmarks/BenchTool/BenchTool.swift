@@ -88,6 +88,7 @@ struct Fold: AsyncParsableCommand {
         }
         for fold in inFlight { try await fold.value }
         let elapsed = ContinuousClock.now - started
-        print("\(events.count) \(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)")
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("\(events.count) \(seconds) \(connections)")
     }
 }
