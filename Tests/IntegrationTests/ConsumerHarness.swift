@@ -25,10 +25,13 @@ struct ConsumerHarness {
         return ConsumerHarness(schema: schema, topology: topology, zones: zones)
     }
 
-    func settings(batchSize: Int = 200) throws -> ConsumerSettings {
+    func settings(batchSize: Int = 200, foldConnections: Int = ConsumerSettings.defaultFoldConnections) throws
+        -> ConsumerSettings
+    {
         ConsumerSettings(
             database: try TestServers.database(schema: schema), amqp: try TestServers.amqp(), topology: topology,
-            batchSize: batchSize, batchMaxDelay: .milliseconds(50), shutdownDeadline: .seconds(10))
+            batchSize: batchSize, batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
+            shutdownDeadline: .seconds(10))
     }
 
     /// The environment of a `consumer` process for this harness.
@@ -48,9 +51,14 @@ struct ConsumerHarness {
     }
 
     /// Runs `count` consumers in this process until `body` returns, then shuts them down gracefully.
-    func withConsumers<T>(_ count: Int = 1, batchSize: Int = 200, _ body: () async throws -> T) async throws -> T {
+    func withConsumers<T>(
+        _ count: Int = 1, batchSize: Int = 200, foldConnections: Int = ConsumerSettings.defaultFoldConnections,
+        _ body: () async throws -> T
+    ) async throws -> T {
         let consumers = try (0..<count).map { _ in
-            RollupConsumer(settings: try settings(batchSize: batchSize), logger: TestServers.logger)
+            RollupConsumer(
+                settings: try settings(batchSize: batchSize, foldConnections: foldConnections),
+                logger: TestServers.logger)
         }
         let group = ServiceGroup(services: consumers, logger: TestServers.logger)
         let running = Task { try await group.run() }

@@ -5,7 +5,10 @@ import Testing
 
 @Suite("The consumer against RabbitMQ and PostgreSQL")
 struct ConsumerTests {
-    @Test func foldsDuplicatesLateAndOutOfOrderEventsIntoExactRollups() async throws {
+    @Test(
+        "duplicates, late and out-of-order events fold into exact rollups, whatever the folds in flight",
+        arguments: [1, 2, 3])
+    func foldsDuplicatesLateAndOutOfOrderEventsIntoExactRollups(foldConnections: Int) async throws {
         let harness = try await ConsumerHarness.make()
         let events = workload(events: 3_000, users: 150, seed: 1)
         // The first two thousand arrive first; then the rest, late, with every tenth event again and twenty with
@@ -15,7 +18,7 @@ struct ConsumerTests {
         late += events.enumerated().filter { $0.offset % 10 == 0 }.map(\.element.jsonBody)
         late += events.prefix(20).map { $0.jsonBody.dropLast() + Array(#","note":"twin"}"#.utf8) }
 
-        try await harness.withConsumers {
+        try await harness.withConsumers(foldConnections: foldConnections) {
             try await harness.publish(early)
             try await harness.waitUntilCounted(2_000)
             try await harness.publish(late)
