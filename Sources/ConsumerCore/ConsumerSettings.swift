@@ -9,13 +9,13 @@ public struct ConsumerSettings: Sendable {
     public var rules: EventRules
     /// `BATCH_SIZE`: events folded per transaction at most; default 3000. A fold writes each rollup row once per
     /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 4000 folded about
-    /// twice as fast as 1000, but with two folds in flight it was no faster than 3000 while the messages held
+    /// twice as fast as 1000; with two folds in flight, 4000 was no faster than 3000, and the messages it held
     /// pushed the peak RSS toward 64 MiB (`scripts/bench-consumer`).
     public var batchSize: Int
     /// `BATCH_MAX_DELAY_MS`: how long a batch waits to fill after its first event; default 200 ms.
     public var batchMaxDelay: Duration
     /// `FOLD_CONNECTIONS`: database connections, each folding a batch; default 2. Batches are acknowledged in
-    /// the order they arrived whichever commits first. A second fold in flight keeps the database busy while the
+    /// the order they arrived, whichever commits first. A second fold in flight keeps the database busy while the
     /// first one's last statements and commit run, and lets it use a second core.
     public var foldConnections: Int
     /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default (`FOLD_CONNECTIONS` + 1) ×
