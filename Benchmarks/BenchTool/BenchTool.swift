@@ -27,14 +27,8 @@ struct Workload: ParsableArguments {
         let span = Int64(days) * 86_400_000_000
         let spaces = ["hq", "annex", "default"]
         return (0..<count).map { _ in
-            var bytes = (random.next(), random.next())
-            let id = withUnsafeMutableBytes(of: &bytes) { raw -> UUID in
-                raw[6] = raw[6] & 0x0F | 0x40
-                raw[8] = raw[8] & 0x3F | 0x80
-                return UUID(uuid: raw.load(as: uuid_t.self))
-            }
-            return Event(
-                id: id, kind: .checkin, userID: Int32.random(in: 1...users, using: &random),
+            Event(
+                id: .random(using: &random), kind: .checkin, userID: Int32.random(in: 1...users, using: &random),
                 occurredAt: Timestamp(microsecondsSinceEpoch: end - Int64.random(in: 1...span, using: &random)),
                 spaceID: spaces[Int.random(in: 0..<3, using: &random)])
         }
