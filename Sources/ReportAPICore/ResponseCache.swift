@@ -1,12 +1,16 @@
 import Synchronization
 
 /// Answers of identical report queries, kept for a short time: dashboards and scripts that ask the same report
-/// many times a second are answered from memory, at most `lifetime` staler than the rollups. Concurrent askers of
-/// a query that is not cached wait for one computation rather than each running their own.
+/// many times a second are answered from memory, at most `lifetime` staler than the rollups when nobody waits, and
+/// never more than twice that. Concurrent askers of a query that is not cached wait for one computation rather than
+/// each running their own; once an answer has expired, its askers get it while one of them computes the next, so
+/// that a busy query never has everyone wait for the database.
 final class ResponseCache: Sendable {
     private struct Entry {
-        var answer: Task<String, any Error>
-        var createdAt: ContinuousClock.Instant
+        /// The last answer computed, and when its computation started.
+        var latest: (answer: String, computedAt: ContinuousClock.Instant)?
+        /// The computation under way, if any.
+        var computing: Task<String, any Error>?
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -20,24 +24,46 @@ final class ResponseCache: Sendable {
     }
 
     /// The cached answer for `key`, or the one `compute` gives, which is then cached. A failed computation is
-    /// not kept.
+    /// not kept, and its error goes to those who waited for it.
     func answer(for key: String, _ compute: @escaping @Sendable () async throws -> String) async throws -> String {
         guard lifetime > .zero else { return try await compute() }
         let now = ContinuousClock.now
-        let task = entries.withLock { entries in
-            if let entry = entries[key], now - entry.createdAt < lifetime { return entry.answer }
-            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
-            let task = Task { try await compute() }
-            entries[key] = Entry(answer: task, createdAt: now)
-            return task
+        let found: Lookup = entries.withLock { entries in
+            let entry = entries[key] ?? Entry()
+            let age = entry.latest.map { now - $0.computedAt }
+            if let latest = entry.latest, let age, age < lifetime { return .answer(latest.answer) }
+            let computing = entry.computing ?? start(key, compute, at: now, in: &entries)
+            if let latest = entry.latest, let age, age < lifetime * 2 { return .answer(latest.answer) }
+            return .computing(computing)
         }
-        do {
-            return try await task.value
-        } catch {
-            entries.withLock { entries in
-                if let entry = entries[key], entry.createdAt == now { entries[key] = nil }
+        switch found {
+        case .answer(let answer): return answer
+        case .computing(let computation): return try await computation.value
+        }
+    }
+
+    private enum Lookup {
+        case answer(String)
+        case computing(Task<String, any Error>)
+    }
+
+    /// Starts computing the answer for `key`; it is recorded when it comes, and forgotten if it fails.
+    private func start(
+        _ key: String, _ compute: @escaping @Sendable () async throws -> String, at now: ContinuousClock.Instant,
+        in entries: inout [String: Entry]
+    ) -> Task<String, any Error> {
+        if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+        let computation = Task {
+            do {
+                let answer = try await compute()
+                self.entries.withLock { $0[key] = Entry(latest: (answer, now), computing: nil) }
+                return answer
+            } catch {
+                self.entries.withLock { $0[key]?.computing = nil }
+                throw error
             }
-            throw error
         }
+        entries[key, default: Entry()].computing = computation
+        return computation
     }
 }
