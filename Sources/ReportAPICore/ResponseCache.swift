@@ -30,10 +30,9 @@ final class ResponseCache: Sendable {
         let now = ContinuousClock.now
         let found: Lookup = entries.withLock { entries in
             let entry = entries[key] ?? Entry()
-            let age = entry.latest.map { now - $0.computedAt }
-            if let latest = entry.latest, let age, age < lifetime { return .answer(latest.answer) }
+            if let latest = entry.latest, now - latest.computedAt < lifetime { return .answer(latest.answer) }
             let computing = entry.computing ?? start(key, compute, at: now, in: &entries)
-            if let latest = entry.latest, let age, age < lifetime * 2 { return .answer(latest.answer) }
+            if let latest = entry.latest, now - latest.computedAt < lifetime * 2 { return .answer(latest.answer) }
             return .computing(computing)
         }
         switch found {

@@ -6,7 +6,7 @@ import Testing
 /// The report API's response cache, on its own: no server is involved.
 @Suite("The report API's response cache")
 struct ResponseCacheTests {
-    /// A computation that counts its runs and answers `answer` (or fails) after `delay`.
+    /// A computation that counts its runs and, after `delay`, answers `answer N` for its Nth run.
     final class Source: Sendable {
         private let runs = Atomic<Int>(0)
         let delay: Duration
