@@ -1,7 +1,8 @@
 import ArgumentParser
 import Hummingbird
 import Logging
-import Metrics
+import NIOCore
+import NIOPosix
 import Prometheus
 import ReportAPICore
 import Shared
@@ -16,12 +17,15 @@ struct ReportAPICommand: AsyncParsableCommand {
     )
 
     func run() async throws {
+        // Request handlers then run on the event loop that reads their connection, instead of hopping to Swift's
+        // cooperative pool and back for every request. Nothing in this program blocks a thread of that pool: the
+        // libpq calls run on the database connections' own threads.
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let settings = Program.configuration { () throws(ConfigurationError) in
             try ReportAPISettings.fromEnvironment(.process)
         }
         Program.bootstrapLogging(level: settings.logLevel)
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "report-api")
         do {
             try await ReportAPIApp.buildApplication(settings: settings, registry: registry, logger: logger)

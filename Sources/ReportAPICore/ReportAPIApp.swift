@@ -74,7 +74,7 @@ public enum ReportAPIApp {
         let cache = ResponseCache(lifetime: cacheLifetime)
         let router = Router()
         // Outermost, so that metrics count the answers the error middleware makes of errors.
-        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: RequestMetricsMiddleware(metrics: RequestMetrics(registry: registry)))
         router.add(middleware: JSONErrorMiddleware(logger: logger))
 
         router.get("health_check") { _, _ in text("ok") }

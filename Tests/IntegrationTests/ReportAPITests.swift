@@ -171,6 +171,36 @@ struct ReportAPITests {
         #expect(try await Self.get(router, "/no/such/path") == (.notFound, #"{"error":"no such path: /no/such/path"}"#))
     }
 
+    @Test func metricsCountAnswersByRouteAndStatusAndTimeThemByRoute() async throws {
+        var configuration = try TestServers.readerDatabase(schema: "public")
+        configuration.port = 1
+        let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)
+        let router = ReportAPIApp.buildRouter(
+            store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),
+            logger: TestServers.logger)
+        for uri in ["/health_check", "/health_check", "/api/reports/daily_usage", "/api/reports/daily_usage?tz=Mars"] {
+            _ = try await Self.get(router, uri)
+        }
+        _ = try await Self.get(router, "/no/such/path")
+
+        let (status, body) = try await Self.get(router, "/metrics")
+        #expect(status == .ok)
+        let lines = body.split(separator: "\n").map(String.init)
+        #expect(
+            lines.filter { $0.hasPrefix("coworking_api_requests_total{") }.sorted() == [
+                #"coworking_api_requests_total{route="/api/reports/daily_usage",status="400"} 1"#,
+                #"coworking_api_requests_total{route="/api/reports/daily_usage",status="503"} 1"#,
+                #"coworking_api_requests_total{route="/health_check",status="200"} 2"#,
+                #"coworking_api_requests_total{route="NotFound",status="404"} 1"#,
+            ])
+        #expect(
+            lines.filter { $0.hasPrefix("coworking_api_request_duration_seconds_count{") }.sorted() == [
+                #"coworking_api_request_duration_seconds_count{route="/api/reports/daily_usage"} 2"#,
+                #"coworking_api_request_duration_seconds_count{route="/health_check"} 2"#,
+                #"coworking_api_request_duration_seconds_count{route="NotFound"} 1"#,
+            ])
+    }
+
     @Test func theOpenAPIDocumentIsValidAndListsExactlyTheRoutes() async throws {
         let router = try Self.router(schema: "public")
         let (status, body) = try await Self.get(router, "/openapi.json")
