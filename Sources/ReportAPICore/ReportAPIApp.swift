@@ -71,7 +71,8 @@ public enum ReportAPIApp {
         store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, registry: PrometheusCollectorRegistry,
         logger: Logger
     ) -> Router<BasicRequestContext> {
-        let cache = ResponseCache(lifetime: cacheLifetime)
+        // Answers are kept as the bytes sent, so that a cached answer is not copied for each request.
+        let cache = ResponseCache<ByteBuffer>(lifetime: cacheLifetime)
         let router = Router()
         // Outermost, so that metrics count the answers the error middleware makes of errors.
         router.add(middleware: RequestMetricsMiddleware(metrics: RequestMetrics(registry: registry)))
@@ -95,14 +96,14 @@ public enum ReportAPIApp {
             let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
             return json(
                 try await cache.answer(for: "daily " + query.cacheKey) {
-                    ReportJSON.dailyUsage(try await store.dailyUsage(query))
+                    ByteBuffer(string: ReportJSON.dailyUsage(try await store.dailyUsage(query)))
                 })
         }
         router.get("api/reports/hourly_usage") { request, _ -> Response in
             let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
             return json(
                 try await cache.answer(for: "hourly " + query.cacheKey) {
-                    ReportJSON.hourlyUsage(try await store.hourlyUsage(query))
+                    ByteBuffer(string: ReportJSON.hourlyUsage(try await store.hourlyUsage(query)))
                 })
         }
         router.get("api/reports/user_visits") { request, _ -> Response in
@@ -115,7 +116,11 @@ public enum ReportAPIApp {
         }
         router.get("api/reports/summary") { request, _ -> Response in
             _ = try QueryParameters(request.queryPairs, allowed: [])
-            return json(try await cache.answer(for: "summary") { ReportJSON.summary(try await store.summary()) })
+            return json(
+                try await cache.answer(for: "summary") {
+                    ByteBuffer(string: ReportJSON.summary(try await store.summary()))
+                }
+            )
         }
         router.get("metrics") { _, _ -> Response in
             Response(
@@ -150,9 +155,11 @@ public enum ReportAPIApp {
 }
 
 private func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
-    Response(
-        status: status, headers: [.contentType: "application/json"],
-        body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    json(ByteBuffer(string: body), status: status)
+}
+
+private func json(_ body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body))
 }
 
 private func text(_ body: String, status: HTTPResponse.Status = .ok) -> Response {

@@ -5,18 +5,18 @@ import Synchronization
 /// never more than twice that. Concurrent askers of a query that is not cached wait for one computation rather than
 /// each running their own; once an answer has expired, its askers get it while one of them computes the next, so
 /// that a busy query never has everyone wait for the database.
-final class ResponseCache: Sendable {
+final class ResponseCache<Answer: Sendable>: Sendable {
     private struct Entry {
         /// The last answer computed, and when its computation started.
-        var latest: (answer: String, computedAt: ContinuousClock.Instant)?
+        var latest: (answer: Answer, computedAt: ContinuousClock.Instant)?
         /// The computation under way, if any.
-        var computing: Task<String, any Error>?
+        var computing: Task<Answer, any Error>?
     }
 
     private let entries = Mutex<[String: Entry]>([:])
     private let lifetime: Duration
     /// Past this many entries the cache starts afresh, which bounds its memory.
-    private static let capacity = 1_024
+    private let capacity = 1_024
 
     /// A cache keeping answers for `lifetime`; a lifetime of zero turns caching off.
     init(lifetime: Duration) {
@@ -25,7 +25,7 @@ final class ResponseCache: Sendable {
 
     /// The cached answer for `key`, or the one `compute` gives, which is then cached. A failed computation is
     /// not kept, and its error goes to those who waited for it.
-    func answer(for key: String, _ compute: @escaping @Sendable () async throws -> String) async throws -> String {
+    func answer(for key: String, _ compute: @escaping @Sendable () async throws -> Answer) async throws -> Answer {
         guard lifetime > .zero else { return try await compute() }
         let now = ContinuousClock.now
         let found: Lookup = entries.withLock { entries in
@@ -42,16 +42,16 @@ final class ResponseCache: Sendable {
     }
 
     private enum Lookup {
-        case answer(String)
-        case computing(Task<String, any Error>)
+        case answer(Answer)
+        case computing(Task<Answer, any Error>)
     }
 
     /// Starts computing the answer for `key`; it is recorded when it comes, and forgotten if it fails.
     private func start(
-        _ key: String, _ compute: @escaping @Sendable () async throws -> String, at now: ContinuousClock.Instant,
+        _ key: String, _ compute: @escaping @Sendable () async throws -> Answer, at now: ContinuousClock.Instant,
         in entries: inout [String: Entry]
-    ) -> Task<String, any Error> {
-        if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+    ) -> Task<Answer, any Error> {
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
         let computation = Task {
             do {
                 let answer = try await compute()

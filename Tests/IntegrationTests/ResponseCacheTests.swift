@@ -27,7 +27,7 @@ struct ResponseCacheTests {
     struct Refused: Error {}
 
     @Test func anAnswerIsReusedForItsLifetimeAndConcurrentAskersShareOneComputation() async throws {
-        let cache = ResponseCache(lifetime: .seconds(60))
+        let cache = ResponseCache<String>(lifetime: .seconds(60))
         let source = Source(delay: .milliseconds(100))
         let answers = try await withThrowingTaskGroup(of: String.self) { group in
             for _ in 0..<20 { group.addTask { try await cache.answer(for: "q", source.compute) } }
@@ -40,7 +40,7 @@ struct ResponseCacheTests {
     }
 
     @Test func anExpiredAnswerIsServedWhileTheNextIsComputedAndNotPastTwiceItsLifetime() async throws {
-        let cache = ResponseCache(lifetime: .seconds(1))
+        let cache = ResponseCache<String>(lifetime: .seconds(1))
         let source = Source(delay: .milliseconds(300))
         #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
 
@@ -60,14 +60,14 @@ struct ResponseCacheTests {
     }
 
     @Test func aFailedComputationReachesItsAskersAndIsNotKept() async throws {
-        let cache = ResponseCache(lifetime: .seconds(60))
+        let cache = ResponseCache<String>(lifetime: .seconds(60))
         await #expect(throws: Refused.self) { try await cache.answer(for: "q") { throw Refused() } }
         let source = Source()
         #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
     }
 
     @Test func aLifetimeOfZeroComputesEveryTime() async throws {
-        let cache = ResponseCache(lifetime: .zero)
+        let cache = ResponseCache<String>(lifetime: .zero)
         let source = Source()
         #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
         #expect(try await cache.answer(for: "q", source.compute) == "answer 2")
