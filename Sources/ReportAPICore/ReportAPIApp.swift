@@ -92,18 +92,20 @@ public enum ReportAPIApp {
             }
             return answered ? text("ok") : text("failed", status: .serviceUnavailable)
         }
+        // The cached reports are keyed by the request's path and query as sent, and parsed only when computed: a
+        // repeated query is answered without parsing it again, and a bad one is never cached.
         router.get("api/reports/daily_usage") { request, _ -> Response in
-            let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-            return json(
-                try await cache.answer(for: "daily " + query.cacheKey) {
-                    ByteBuffer(string: ReportJSON.dailyUsage(try await store.dailyUsage(query)))
+            json(
+                try await cache.answer(for: request.uri.string) {
+                    let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
+                    return ByteBuffer(string: ReportJSON.dailyUsage(try await store.dailyUsage(query)))
                 })
         }
         router.get("api/reports/hourly_usage") { request, _ -> Response in
-            let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-            return json(
-                try await cache.answer(for: "hourly " + query.cacheKey) {
-                    ByteBuffer(string: ReportJSON.hourlyUsage(try await store.hourlyUsage(query)))
+            json(
+                try await cache.answer(for: request.uri.string) {
+                    let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
+                    return ByteBuffer(string: ReportJSON.hourlyUsage(try await store.hourlyUsage(query)))
                 })
         }
         router.get("api/reports/user_visits") { request, _ -> Response in
@@ -115,12 +117,11 @@ public enum ReportAPIApp {
             return streamedUserVisits(store: store, after: query.after, logger: logger)
         }
         router.get("api/reports/summary") { request, _ -> Response in
-            _ = try QueryParameters(request.queryPairs, allowed: [])
-            return json(
-                try await cache.answer(for: "summary") {
-                    ByteBuffer(string: ReportJSON.summary(try await store.summary()))
-                }
-            )
+            json(
+                try await cache.answer(for: request.uri.string) {
+                    _ = try QueryParameters(request.queryPairs, allowed: [])
+                    return ByteBuffer(string: ReportJSON.summary(try await store.summary()))
+                })
         }
         router.get("metrics") { _, _ -> Response in
             Response(

@@ -51,11 +51,6 @@ public struct UsageQuery: Equatable, Sendable {
         }
     }
 
-    /// The query as one text, for the response cache.
-    var cacheKey: String {
-        "\(zone) \(from?.description ?? "-") \(to?.description ?? "-") \(space ?? "-")"
-    }
-
     private static func date(_ text: String, name: String) throws(QueryError) -> LocalDate {
         guard let date = LocalDate(text) else {
             throw QueryError("\(name) must be a date YYYY-MM-DD, got \(quoted(text))")

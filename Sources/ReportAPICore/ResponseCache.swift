@@ -58,7 +58,9 @@ final class ResponseCache<Answer: Sendable>: Sendable {
                 self.entries.withLock { $0[key] = Entry(latest: (answer, now), computing: nil) }
                 return answer
             } catch {
-                self.entries.withLock { $0[key]?.computing = nil }
+                self.entries.withLock { entries in
+                    if entries[key]?.latest == nil { entries[key] = nil } else { entries[key]?.computing = nil }
+                }
                 throw error
             }
         }

@@ -14,13 +14,15 @@ struct ReportAPITests {
     static let zones = ["UTC", "Asia/Kolkata", "America/New_York"]
 
     /// A router over the rollups of `schema`, as the SELECT-only role.
-    static func router(schema: String, defaultZone: String = "UTC") throws -> Router<BasicRequestContext> {
+    static func router(schema: String, defaultZone: String = "UTC", cacheLifetime: Duration = .zero) throws
+        -> Router<BasicRequestContext>
+    {
         let pool = PostgresPool(
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 4, logger: TestServers.logger
         )
         return ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: defaultZone, registry: PrometheusCollectorRegistry(),
-            logger: TestServers.logger)
+            store: ReportStore(pool: pool), defaultZone: defaultZone, cacheLifetime: cacheLifetime,
+            registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
     }
 
     static func get(_ router: Router<BasicRequestContext>, _ uri: String) async throws -> (HTTPResponse.Status, String)
@@ -147,12 +149,37 @@ struct ReportAPITests {
         ("/api/reports/summary?x=1", #"unknown query parameter \"x\" (this path takes none)"#),
     ]
 
-    @Test("a bad query answers 400 naming the parameter", arguments: badQueries)
-    func badQuery(_ uri: String, _ message: String) async throws {
-        let router = try Self.router(schema: "public")
-        let (status, body) = try await Self.get(router, uri)
-        #expect(status == .badRequest)
-        #expect(body == #"{"error":""# + message + #""}"#)
+    @Test("a bad query answers 400 naming the parameter, with the response cache and without")
+    func badQuery() async throws {
+        for cacheLifetime in [Duration.zero, .seconds(60)] {
+            let router = try Self.router(schema: "public", cacheLifetime: cacheLifetime)
+            for (uri, message) in Self.badQueries {
+                for _ in 1...2 {
+                    let (status, body) = try await Self.get(router, uri)
+                    #expect(status == .badRequest, "\(uri)")
+                    #expect(body == #"{"error":""# + message + #""}"#)
+                }
+            }
+        }
+    }
+
+    @Test func aCachedReportIsAnsweredAgainForTheSameQueryOnly() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let router = try Self.router(schema: harness.schema, cacheLifetime: .seconds(60))
+        let empty = #"{"checkins":0,"users":0,"first_checkin_at":null,"last_checkin_at":null,"last_folded_at":null}"#
+        #expect(try await Self.get(router, "/api/reports/summary") == (.ok, empty))
+        #expect(try await Self.get(router, "/api/reports/daily_usage?tz=UTC") == (.ok, "{}"))
+
+        let database = try await harness.database()
+        try await database.execute(
+            """
+            INSERT INTO visits_quarter_hour (bucket_start, space_id, visits) VALUES ('2025-03-01 10:00Z', 'default', 3);
+            INSERT INTO visits_local_day (zone, day, space_id, visits, h10) VALUES ('UTC', '2025-03-01', 'default', 3, 3);
+            """)
+        #expect(try await Self.get(router, "/api/reports/daily_usage?tz=UTC") == (.ok, "{}"), "the cached answer")
+        #expect(try await Self.get(router, "/api/reports/daily_usage") == (.ok, #"{"2025-03-01":3}"#), "another query")
+        #expect(try await Self.get(router, "/api/reports/summary") == (.ok, empty))
+        try await harness.cleanup()
     }
 
     @Test func aDatabaseThatIsDownAnswers503AndLivenessStaysUp() async throws {
