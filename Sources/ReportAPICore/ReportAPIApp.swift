@@ -16,8 +16,9 @@ public struct ReportAPISettings: Sendable {
     /// `DB_POOL_SIZE`: database connections at most, default 4 (two per core: more only queue inside PostgreSQL).
     public var poolSize: Int
     /// `REPORT_CACHE_MS`: how long an answer of `daily_usage`, `hourly_usage` or `summary` is reused for the same
-    /// path and query, as sent; default 1000, 0 turns the cache off. Once expired, an answer is still given, for as long again at
-    /// most, while one request computes the next, so answers are at most twice that staler than the rollups.
+    /// path and query, as sent; default 1000, 0 turns the cache off. Once expired, an answer is still given, for as
+    /// long again at most, while one request computes the next, so answers are at most twice that staler than the
+    /// rollups.
     public var cacheLifetime: Duration
     public var logLevel: Logger.Level
 
