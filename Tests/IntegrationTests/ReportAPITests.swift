@@ -182,13 +182,18 @@ struct ReportAPITests {
         try await harness.cleanup()
     }
 
-    @Test func aDatabaseThatIsDownAnswers503AndLivenessStaysUp() async throws {
+    /// A router whose database cannot be reached: nothing listens on port 1.
+    static func routerWithoutDatabase() throws -> Router<BasicRequestContext> {
         var configuration = try TestServers.readerDatabase(schema: "public")
         configuration.port = 1
         let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)
-        let router = ReportAPIApp.buildRouter(
+        return ReportAPIApp.buildRouter(
             store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
+    }
+
+    @Test func aDatabaseThatIsDownAnswers503AndLivenessStaysUp() async throws {
+        let router = try Self.routerWithoutDatabase()
         #expect(
             try await Self.get(router, "/api/reports/daily_usage")
                 == (.serviceUnavailable, #"{"error":"the database is unavailable; try again shortly"}"#))
@@ -199,12 +204,7 @@ struct ReportAPITests {
     }
 
     @Test func metricsCountAnswersByRouteAndStatusAndTimeThemByRoute() async throws {
-        var configuration = try TestServers.readerDatabase(schema: "public")
-        configuration.port = 1
-        let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)
-        let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),
-            logger: TestServers.logger)
+        let router = try Self.routerWithoutDatabase()
         for uri in ["/health_check", "/health_check", "/api/reports/daily_usage", "/api/reports/daily_usage?tz=Mars"] {
             _ = try await Self.get(router, uri)
         }
