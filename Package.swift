@@ -115,7 +115,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedTests",
-            dependencies: ["Shared"]
+            dependencies: ["Shared", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ConsumerTests",

@@ -16,7 +16,7 @@ public enum Program {
     /// Sends logs to standard error at `level`, with metadata as `key=value`. Called once, by `main`.
     public static func bootstrapLogging(level: Logger.Level) {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = LineLogHandler(StreamLogHandler.standardError(label: label))
             handler.logLevel = level
             return handler
         }
@@ -27,5 +27,45 @@ public enum Program {
     public static func exit(after error: any Error, logger: Logger, _ message: Logger.Message) -> Never {
         logger.critical(message, metadata: [LogKey.error: "\(String(reflecting: error))"])
         Foundation.exit(1)
+    }
+}
+
+/// `StreamLogHandler`'s lines, with the logger's own metadata formatted only when a line is written.
+/// `StreamLogHandler` formats it whenever it changes, and Hummingbird gives every request's logger a request id, so
+/// the report API paid for formatting it on every request, about 4 % of its CPU, to log nothing.
+struct LineLogHandler: LogHandler {
+    private var stream: StreamLogHandler
+    var metadata: Logger.Metadata = [:]
+
+    init(_ stream: StreamLogHandler) {
+        self.stream = stream
+    }
+
+    var logLevel: Logger.Level {
+        get { stream.logLevel }
+        set { stream.logLevel = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { stream.metadataProvider }
+        set { stream.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    /// The logger's metadata, then the provider's, then the line's own, each overriding the one before, as
+    /// `StreamLogHandler` merges them.
+    func log(event: LogEvent) {
+        var event = event
+        if !metadata.isEmpty {
+            var merged = metadata
+            merged.merge(metadataProvider?.get() ?? [:]) { _, provided in provided }
+            merged.merge(event.metadata ?? [:]) { _, explicit in explicit }
+            event.metadata = merged
+        }
+        stream.log(event: event)
     }
 }
