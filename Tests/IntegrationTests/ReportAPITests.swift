@@ -175,10 +175,14 @@ struct ReportAPITests {
             """
             INSERT INTO visits_quarter_hour (bucket_start, space_id, visits) VALUES ('2025-03-01 10:00Z', 'default', 3);
             INSERT INTO visits_local_day (zone, day, space_id, visits, h10) VALUES ('UTC', '2025-03-01', 'default', 3, 3);
+            INSERT INTO fold_totals (slot, checkins, users) VALUES (0, 3, 1);
             """)
         #expect(try await Self.get(router, "/api/reports/daily_usage?tz=UTC") == (.ok, "{}"), "the cached answer")
         #expect(try await Self.get(router, "/api/reports/daily_usage") == (.ok, #"{"2025-03-01":3}"#), "another query")
-        #expect(try await Self.get(router, "/api/reports/summary") == (.ok, empty))
+        #expect(try await Self.get(router, "/api/reports/summary") == (.ok, empty), "the cached answer")
+        let uncached = try Self.router(schema: harness.schema)
+        #expect(try await Self.get(uncached, "/api/reports/summary").1.hasPrefix(#"{"checkins":3,"users":1,"#))
+        #expect(try await Self.get(uncached, "/api/reports/daily_usage?tz=UTC").1 == #"{"2025-03-01":3}"#)
         try await harness.cleanup()
     }
 
