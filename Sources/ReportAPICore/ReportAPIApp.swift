@@ -95,19 +95,22 @@ public enum ReportAPIApp {
         }
         // The cached reports are keyed by the request's path and query as sent, and parsed only when computed: a
         // repeated query is answered without parsing it again, and a bad one is never cached.
+        @Sendable func cachedJSON(_ request: Request, _ compute: @escaping @Sendable () async throws -> String)
+            async throws -> Response
+        {
+            json(try await cache.answer(for: request.uri.string) { ByteBuffer(string: try await compute()) })
+        }
         router.get("api/reports/daily_usage") { request, _ -> Response in
-            json(
-                try await cache.answer(for: request.uri.string) {
-                    let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-                    return ByteBuffer(string: ReportJSON.dailyUsage(try await store.dailyUsage(query)))
-                })
+            try await cachedJSON(request) {
+                let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
+                return ReportJSON.dailyUsage(try await store.dailyUsage(query))
+            }
         }
         router.get("api/reports/hourly_usage") { request, _ -> Response in
-            json(
-                try await cache.answer(for: request.uri.string) {
-                    let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-                    return ByteBuffer(string: ReportJSON.hourlyUsage(try await store.hourlyUsage(query)))
-                })
+            try await cachedJSON(request) {
+                let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
+                return ReportJSON.hourlyUsage(try await store.hourlyUsage(query))
+            }
         }
         router.get("api/reports/user_visits") { request, _ -> Response in
             let query = try UserVisitsQuery(parameters: request.queryPairs)
@@ -118,11 +121,10 @@ public enum ReportAPIApp {
             return streamedUserVisits(store: store, after: query.after, logger: logger)
         }
         router.get("api/reports/summary") { request, _ -> Response in
-            json(
-                try await cache.answer(for: request.uri.string) {
-                    _ = try QueryParameters(request.queryPairs, allowed: [])
-                    return ByteBuffer(string: ReportJSON.summary(try await store.summary()))
-                })
+            try await cachedJSON(request) {
+                _ = try QueryParameters(request.queryPairs, allowed: [])
+                return ReportJSON.summary(try await store.summary())
+            }
         }
         router.get("metrics") { _, _ -> Response in
             Response(
