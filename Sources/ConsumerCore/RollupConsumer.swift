@@ -121,6 +121,9 @@ public final class RollupConsumer: Service {
         var inFlight: [InFlight] = []
         var nextStage = 0
         while true {
+            // Cancelled when the group fails (its probe server could not listen) or the shutdown deadline
+            // passed: what is not acknowledged returns to the queue.
+            try Task.checkCancellation()
             if stopping {
                 try await amqp.cancel(consumerTag)
                 for pending in inFlight { try await finish(pending, amqp) }
