@@ -75,10 +75,11 @@ struct Fold: AsyncParsableCommand {
         let started = ContinuousClock.now
         var inFlight: [Task<Void, any Error>] = []
         for (number, start) in stride(from: 0, to: events.count, by: batchSize).enumerated() {
-            let batch = Array(events[start..<min(start + batchSize, events.count)])
+            // As the consumer does: prepared while the batches before fold, and queued behind its connection's.
+            let prepared = writer.prepare(Array(events[start..<min(start + batchSize, events.count)]))
             let connection = stages[number % stages.count]
-            if inFlight.count == stages.count { try await inFlight.removeFirst().value }
-            inFlight.append(Task { _ = try await connection.withTransaction { try writer.fold(batch, on: $0) } })
+            inFlight.append(Task { _ = try await connection.withTransaction { try writer.fold(prepared, on: $0) } })
+            if inFlight.count > stages.count { try await inFlight.removeFirst().value }
         }
         for fold in inFlight { try await fold.value }
         let elapsed = ContinuousClock.now - started

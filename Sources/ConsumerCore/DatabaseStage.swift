@@ -4,7 +4,7 @@ import Shared
 import Synchronization
 
 /// The consumer's database side: one connection, reopened when it breaks, and the fold retried until it
-/// commits. Retriable failures (a lost connection, a deadlock, a serialization failure, a database that is
+/// commits. A stage may be given the next batch while one folds; the connection's thread begins it right after. Retriable failures (a lost connection, a deadlock, a serialization failure, a database that is
 /// down) wait with capped backoff and try again; nothing is acknowledged meanwhile, so nothing is lost.
 actor DatabaseStage {
     private let configuration: PostgresConfiguration
@@ -13,6 +13,7 @@ actor DatabaseStage {
     private let logger: Logger
     private let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
     private var connection: PostgresConnection?
+    private var connecting: Task<PostgresConnection, any Error>?
     private var hasConnected = false
     /// Whether the last attempt reached the database; read by the readiness probe.
     nonisolated let isHealthy = Atomic<Bool>(false)
@@ -106,7 +107,14 @@ actor DatabaseStage {
     private func usableConnection() async throws -> PostgresConnection {
         if let connection, connection.isUsable { return connection }
         connection = nil
-        let opened = try await PostgresConnection.connect(configuration, logger: logger)
+        // A stage holds up to two batches, the second queued behind the first: both share one new connection.
+        if let connecting { return try await connecting.value }
+        let attempt = Task { [configuration, logger] in
+            try await PostgresConnection.connect(configuration, logger: logger)
+        }
+        connecting = attempt
+        defer { connecting = nil }
+        let opened = try await attempt.value
         if hasConnected { metrics.recordReconnect(toDatabase: true) }
         hasConnected = true
         connection = opened

@@ -7,11 +7,12 @@ import Synchronization
 /// dead-letters what cannot be counted, and acknowledges only what a committed transaction holds.
 ///
 /// Batches are pipelined: while the database stages fold up to `FOLD_CONNECTIONS` batches, each on a connection of
-/// its own, the next batch is received and its invalid messages are dead-lettered; then the oldest batch is
-/// acknowledged with one multiple-ack once it commits, and the new one goes to the database. Batches are
-/// acknowledged in the order they arrived, so a multiple-ack never covers a batch that has not committed. Two
-/// folds in flight never deadlock, as they lock rows in one order (`RollupWriter`): the later one waits at
-/// worst. The AMQP connection and each database connection live on a thread of their own.
+/// its own, the next batch is received, its invalid messages are dead-lettered, and it is queued on the oldest
+/// batch's stage, whose connection begins it as soon as that batch commits; then the oldest batch is acknowledged
+/// with one multiple-ack. Batches are acknowledged in the order they arrived, so a multiple-ack never covers a
+/// batch that has not committed. Two folds in flight never deadlock, as they lock rows in one order
+/// (`RollupWriter`): the later one waits at worst. The AMQP connection and each database connection live on a
+/// thread of their own.
 public final class RollupConsumer: Service {
     private let settings: ConsumerSettings
     private let logger: Logger
@@ -117,7 +118,7 @@ public final class RollupConsumer: Service {
 
     private func consume(from amqp: AMQPConnection, consumerTag: String) async throws {
         // Oldest first; the fold at position i of the sequence of chunks runs on stage i mod the stage count, so
-        // a stage takes a new chunk only after its previous one was finished.
+        // a stage holds two chunks at most: one folding, the next queued behind it.
         var inFlight: [InFlight] = []
         var nextStage = 0
         while true {
@@ -140,13 +141,15 @@ public final class RollupConsumer: Service {
                 let (events, eventDeliveries) = try await decodeDeadLetteringInvalid(chunk, amqp)
                 let database = databases[nextStage]
                 nextStage = (nextStage + 1) % databases.count
-                // Prepared while the batches before fold: only the statements wait for a free stage.
+                // Prepared and queued on its stage while the batches before fold: the stage's connection begins
+                // it as soon as its previous transaction commits, without waiting for this loop to take the
+                // commit, acknowledge it and hand the connection the next batch.
                 let prepared = database.prepare(events)
-                if inFlight.count == databases.count { try await finish(inFlight.removeFirst(), amqp) }
                 inFlight.append(
                     InFlight(
                         lastTag: chunk[chunk.endIndex - 1].deliveryTag, deliveries: eventDeliveries,
                         fold: Task { try await database.foldIsolatingRefusals(events, prepared: prepared) }))
+                if inFlight.count > databases.count { try await finish(inFlight.removeFirst(), amqp) }
             }
         }
     }
