@@ -4,8 +4,9 @@ import Shared
 import Synchronization
 
 /// The consumer's database side: one connection, reopened when it breaks, and the fold retried until it
-/// commits. A stage may be given the next batch while one folds; the connection's thread begins it right after. Retriable failures (a lost connection, a deadlock, a serialization failure, a database that is
-/// down) wait with capped backoff and try again; nothing is acknowledged meanwhile, so nothing is lost.
+/// commits. A stage may be given the next batch while one folds; the connection's thread begins it right after.
+/// Retriable failures (a lost connection, a deadlock, a serialization failure, a database that is down) wait
+/// with capped backoff and try again; nothing is acknowledged meanwhile, so nothing is lost.
 actor DatabaseStage {
     private let configuration: PostgresConfiguration
     private let writer: RollupWriter
