@@ -175,15 +175,9 @@ struct ConsumerTests {
         let harness = try await ConsumerHarness.make(zones: ["UTC"])
         let (holder, port) = try listeningSocket()
         defer { close(holder) }
-        var environment = try harness.environment()
-        environment["METRICS_PORT"] = String(port)
-        let process = Process()
-        process.executableURL = FaultTests.consumerBinary
-        process.arguments = ["run"]
-        process.environment = environment
         let standardError = Pipe()
-        process.standardError = standardError
-        try process.run()
+        let process = try FaultTests.startConsumer(
+            harness, changing: ["METRICS_PORT": String(port)], standardError: standardError)
         let deadline = ContinuousClock.now + .seconds(30)
         while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         #expect(!process.isRunning, "the consumer went on without its probes")

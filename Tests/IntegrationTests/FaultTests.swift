@@ -20,11 +20,15 @@ struct FaultTests {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("consumer")
     }
 
-    static func startConsumer(_ harness: ConsumerHarness) throws -> Process {
+    /// Starts `consumer run` in the harness's environment, with `changes` made to it.
+    static func startConsumer(
+        _ harness: ConsumerHarness, changing changes: [String: String] = [:], standardError: Pipe? = nil
+    ) throws -> Process {
         let process = Process()
         process.executableURL = consumerBinary
         process.arguments = ["run"]
-        process.environment = try harness.environment()
+        process.environment = try harness.environment().merging(changes) { _, changed in changed }
+        if let standardError { process.standardError = standardError }
         try process.run()
         return process
     }
