@@ -52,17 +52,7 @@ public struct RollupWriter: Sendable {
         guard !prepared.unique.isEmpty else { return FoldResult(counted: 0, duplicates: prepared.count) }
         // How many ids were new, and which, unless all were: the usual case needs no list.
         let inserted = try connection.query(
-            """
-            WITH inserted AS (
-                INSERT INTO counted_events (event_id)
-                SELECT id FROM unnest($1::uuid[]) AS batch(id) ORDER BY id
-                ON CONFLICT DO NOTHING
-                RETURNING event_id
-            ), total AS (
-                SELECT count(*) AS new FROM inserted
-            )
-            SELECT total.new, inserted.event_id FROM total LEFT JOIN inserted ON total.new < $2
-            """, [prepared.ids, prepared.unique.count])
+            "SELECT counted, counted_id FROM count_new_events($1)", [prepared.ids])
         let rows: FoldRows
         let counted: Int
         if try inserted[0].int(0) == prepared.unique.count {
