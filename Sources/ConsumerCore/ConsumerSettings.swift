@@ -19,7 +19,8 @@ public struct ConsumerSettings: Sendable {
     /// first one's last statements and commit run, and lets it use a second core.
     public var foldConnections: Int
     /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default (`FOLD_CONNECTIONS` + 1) ×
-    /// `BATCH_SIZE`, so one batch is received while the others fold.
+    /// `BATCH_SIZE`, so one batch is received while the others fold. With a smaller window, fewer batches are in
+    /// flight: the oldest is acknowledged before a batch the window cannot hold is received.
     public var prefetch: Int
     /// `SHUTDOWN_DEADLINE_S`: how long SIGTERM waits for the batch in hand to commit; default 20 s.
     public var shutdownDeadline: Duration

@@ -112,6 +112,8 @@ public final class RollupConsumer: Service {
     /// A chunk whose fold is under way: acknowledged up to `lastTag` once it commits.
     private struct InFlight {
         var lastTag: UInt64
+        /// Deliveries in the chunk, the dead-lettered ones included: all unacknowledged until it commits.
+        var received: Int
         var deliveries: [AMQPDelivery]
         var fold: Task<DatabaseStage.Outcome, any Error>
     }
@@ -130,6 +132,14 @@ public final class RollupConsumer: Service {
                 for pending in inFlight { try await finish(pending, amqp) }
                 return
             }
+            // The broker sends no more than PREFETCH unacknowledged deliveries: when the window cannot hold
+            // another batch (PREFETCH under (FOLD_CONNECTIONS + 1) × BATCH_SIZE), the oldest chunks are
+            // acknowledged first, rather than waiting for deliveries that cannot come.
+            while !inFlight.isEmpty,
+                inFlight.reduce(0, { $0 + $1.received }) + settings.batchSize > settings.prefetch
+            {
+                try await finish(inFlight.removeFirst(), amqp)
+            }
             let deliveries = try await amqp.nextDeliveries(
                 limit: settings.batchSize, maxDelay: settings.batchMaxDelay, idleTimeout: .milliseconds(500))
             guard !deliveries.isEmpty else {
@@ -147,7 +157,8 @@ public final class RollupConsumer: Service {
                 let prepared = database.prepare(events)
                 inFlight.append(
                     InFlight(
-                        lastTag: chunk[chunk.endIndex - 1].deliveryTag, deliveries: eventDeliveries,
+                        lastTag: chunk[chunk.endIndex - 1].deliveryTag, received: chunk.count,
+                        deliveries: eventDeliveries,
                         fold: Task { try await database.foldIsolatingRefusals(events, prepared: prepared) }))
                 if inFlight.count > databases.count { try await finish(inFlight.removeFirst(), amqp) }
             }

@@ -25,13 +25,16 @@ struct ConsumerHarness {
         return ConsumerHarness(schema: schema, topology: topology, zones: zones)
     }
 
-    func settings(batchSize: Int = 200, foldConnections: Int = ConsumerSettings.defaultFoldConnections) throws
-        -> ConsumerSettings
-    {
-        ConsumerSettings(
+    func settings(
+        batchSize: Int = 200, foldConnections: Int = ConsumerSettings.defaultFoldConnections,
+        changing change: (inout ConsumerSettings) -> Void = { _ in }
+    ) throws -> ConsumerSettings {
+        var settings = ConsumerSettings(
             database: try TestServers.database(schema: schema), amqp: try TestServers.amqp(), topology: topology,
             batchSize: batchSize, batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
             shutdownDeadline: .seconds(10))
+        change(&settings)
+        return settings
     }
 
     /// The environment of a `consumer` process for this harness.
@@ -53,11 +56,11 @@ struct ConsumerHarness {
     /// Runs `count` consumers in this process until `body` returns, then shuts them down gracefully.
     func withConsumers<T>(
         _ count: Int = 1, batchSize: Int = 200, foldConnections: Int = ConsumerSettings.defaultFoldConnections,
-        _ body: () async throws -> T
+        changing change: (inout ConsumerSettings) -> Void = { _ in }, _ body: () async throws -> T
     ) async throws -> T {
         let consumers = try (0..<count).map { _ in
             RollupConsumer(
-                settings: try settings(batchSize: batchSize, foldConnections: foldConnections),
+                settings: try settings(batchSize: batchSize, foldConnections: foldConnections, changing: change),
                 logger: TestServers.logger)
         }
         let group = ServiceGroup(services: consumers, logger: TestServers.logger)

@@ -40,6 +40,26 @@ struct ConsumerTests {
         try await harness.cleanup()
     }
 
+    @Test func aPrefetchWindowTooSmallForAThirdBatchAcknowledgesTheOldestBeforeReceiving() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let events = workload(events: 2_000, users: 100, seed: 7)
+        // Room for two and a half batches of 200 with two folds in flight: a third batch, received before the
+        // oldest is acknowledged, could only be half delivered and would wait out the batch delay, a minute here,
+        // for the rest.
+        try await harness.withConsumers(
+            foldConnections: 2,
+            changing: {
+                $0.prefetch = 500
+                $0.batchMaxDelay = .seconds(60)
+            }
+        ) {
+            try await harness.publish(events.map(\.jsonBody))
+            try await harness.waitUntilDrained(counted: events.count, timeout: .seconds(30))
+        }
+        #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        try await harness.cleanup()
+    }
+
     @Test func aNewYorkDayOfDaylightSavingHas23HoursOfRows() async throws {
         let harness = try await ConsumerHarness.make(zones: ["America/New_York"])
         // One check-in at the start of every UTC hour of 2023-03-12 local (05:00Z to 03:00Z the next day).
