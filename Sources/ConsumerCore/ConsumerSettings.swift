@@ -7,10 +7,10 @@ public struct ConsumerSettings: Sendable {
     public var amqp: AMQPConfiguration
     public var topology: Topology
     public var rules: EventRules
-    /// `BATCH_SIZE`: events folded per transaction at most; default 3000. A fold writes each rollup row once per
+    /// `BATCH_SIZE`: events folded per transaction at most; default 4000. A fold writes each rollup row once per
     /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 4000 folded about
-    /// twice as fast as 1000; with two folds in flight, 4000 was no faster than 3000, and the messages it held
-    /// pushed the peak RSS toward 64 MiB (`scripts/bench-consumer`).
+    /// twice as fast as 1000, and drained 10 to 20 % faster than 3000 at the same peak RSS, about 56 MiB; 5000
+    /// was faster still, but took the RSS to 61 to 63 MiB (`scripts/bench-consumer`).
     public var batchSize: Int
     /// `BATCH_MAX_DELAY_MS`: how long a batch waits to fill after its first event; default 200 ms.
     public var batchMaxDelay: Duration
@@ -18,9 +18,11 @@ public struct ConsumerSettings: Sendable {
     /// the order they arrived, whichever commits first. A second fold in flight keeps the database busy while the
     /// first one's last statements and commit run, and lets it use a second core.
     public var foldConnections: Int
-    /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default (`FOLD_CONNECTIONS` + 1) ×
-    /// `BATCH_SIZE`, so one batch is received while the others fold. With a smaller window, fewer batches are in
-    /// flight: the oldest is acknowledged before a batch the window cannot hold is received.
+    /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default a batch per fold connection and
+    /// at least two, so that a batch is received while another folds. One batch more, received while every
+    /// connection folds, made the consumer no faster (the folds take turns at the rows they share) and cost the
+    /// broker more CPU per message. With any window, the oldest batch is acknowledged before a batch the window
+    /// cannot hold is received.
     public var prefetch: Int
     /// `SHUTDOWN_DEADLINE_S`: how long SIGTERM waits for the batch in hand to commit; default 20 s.
     public var shutdownDeadline: Duration
@@ -30,11 +32,11 @@ public struct ConsumerSettings: Sendable {
     public var bindAddress: String
     public var logLevel: Logger.Level
 
-    public static let defaultBatchSize = 3000
+    public static let defaultBatchSize = 4000
     public static let defaultFoldConnections = 2
 
     static func defaultPrefetch(batchSize: Int, foldConnections: Int) -> Int {
-        min((foldConnections + 1) * batchSize, 65_535)
+        min(max(foldConnections, 2) * batchSize, 65_535)
     }
 
     public init(

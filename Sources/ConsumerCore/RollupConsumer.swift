@@ -7,10 +7,10 @@ import Synchronization
 /// dead-letters what cannot be counted, and acknowledges only what a committed transaction holds.
 ///
 /// Batches are pipelined: while the database stages fold up to `FOLD_CONNECTIONS` batches, each on a connection of
-/// its own, the next batch is received, its invalid messages are dead-lettered, and it is queued on the oldest
-/// batch's stage, whose connection begins it as soon as that batch commits; then the oldest batch is acknowledged
-/// with one multiple-ack. Batches are acknowledged in the order they arrived, so a multiple-ack never covers a
-/// batch that has not committed. Two folds in flight never deadlock, as they lock rows in one order
+/// its own, the next batch is received as far as the prefetch window allows, its invalid messages are
+/// dead-lettered, and it is queued on the oldest batch's stage, whose connection begins it as soon as that batch
+/// commits; then the oldest batch is acknowledged with one multiple-ack. Batches are acknowledged in the order they
+/// arrived, so a multiple-ack never covers a batch that has not committed. Two folds in flight never deadlock, as they lock rows in one order
 /// (`RollupWriter`): the later one waits at worst. The AMQP connection and each database connection live on a
 /// thread of their own.
 public final class RollupConsumer: Service {
@@ -133,7 +133,7 @@ public final class RollupConsumer: Service {
                 return
             }
             // The broker sends no more than PREFETCH unacknowledged deliveries: when the window cannot hold
-            // another batch (PREFETCH under (FOLD_CONNECTIONS + 1) × BATCH_SIZE), the oldest chunks are
+            // another batch (with the default window, once every connection holds one), the oldest chunks are
             // acknowledged first, rather than waiting for deliveries that cannot come.
             while !inFlight.isEmpty,
                 inFlight.reduce(0, { $0 + $1.received }) + settings.batchSize > settings.prefetch

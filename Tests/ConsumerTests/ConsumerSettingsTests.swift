@@ -10,17 +10,20 @@ struct ConsumerSettingsTests {
         try ConsumerSettings.fromEnvironment(Environment(database.merging(values) { $1 }))
     }
 
-    @Test func defaultsHoldABatchPerFoldConnectionAndOneArriving() throws {
+    @Test func defaultsHoldABatchPerFoldConnection() throws {
         let settings = try Self.settings([:])
-        #expect(settings.batchSize == 3000)
+        #expect(settings.batchSize == 4000)
         #expect(settings.foldConnections == 2)
-        #expect(settings.prefetch == 9000)
+        #expect(settings.prefetch == 8000)
         #expect(settings.batchMaxDelay == .milliseconds(200))
         #expect(settings.shutdownDeadline == .seconds(20))
     }
 
     @Test func prefetchFollowsBatchSizeAndFoldConnectionsUnlessSet() throws {
-        #expect(try Self.settings(["BATCH_SIZE": "500", "FOLD_CONNECTIONS": "3"]).prefetch == 2000)
+        #expect(try Self.settings(["BATCH_SIZE": "500", "FOLD_CONNECTIONS": "3"]).prefetch == 1500)
+        #expect(
+            try Self.settings(["BATCH_SIZE": "500", "FOLD_CONNECTIONS": "1"]).prefetch == 1000,
+            "one batch arriving while the other folds")
         #expect(try Self.settings(["BATCH_SIZE": "10000", "FOLD_CONNECTIONS": "8"]).prefetch == 65_535)
         let explicit = try Self.settings(["BATCH_SIZE": "500", "FOLD_CONNECTIONS": "1", "PREFETCH": "700"])
         #expect(explicit.foldConnections == 1)
