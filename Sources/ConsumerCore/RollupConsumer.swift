@@ -7,12 +7,13 @@ import Synchronization
 /// dead-letters what cannot be counted, and acknowledges only what a committed transaction holds.
 ///
 /// Batches are pipelined: while the database stages fold up to `FOLD_CONNECTIONS` batches, each on a connection of
-/// its own, the next batch is received as far as the prefetch window allows, its invalid messages are
-/// dead-lettered, and it is queued on the oldest batch's stage, whose connection begins it as soon as that batch
-/// commits; then the oldest batch is acknowledged with one multiple-ack. Batches are acknowledged in the order they
-/// arrived, so a multiple-ack never covers a batch that has not committed. Two folds in flight never deadlock, as they lock rows in one order
-/// (`RollupWriter`): the later one waits at worst. The AMQP connection and each database connection live on a
-/// thread of their own.
+/// its own, the next batch is received, its invalid messages are dead-lettered, and it is queued on the stage of
+/// the oldest batch, whose connection begins it as soon as that batch commits. The oldest batch is acknowledged
+/// with one multiple-ack once it commits: after the next batch is queued, or before it is received when the
+/// prefetch window cannot hold both (with the default window, a batch per connection). Batches are acknowledged in
+/// the order they arrived, so a multiple-ack never covers a batch that has not committed. Two folds in flight
+/// never deadlock, as they lock rows in one order (`RollupWriter`): the later one waits at worst. The AMQP
+/// connection and each database connection live on a thread of their own.
 public final class RollupConsumer: Service {
     private let settings: ConsumerSettings
     private let logger: Logger
