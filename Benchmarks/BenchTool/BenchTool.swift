@@ -75,7 +75,8 @@ struct Fold: AsyncParsableCommand {
         let started = ContinuousClock.now
         var inFlight: [Task<Void, any Error>] = []
         for (number, start) in stride(from: 0, to: events.count, by: batchSize).enumerated() {
-            // As the consumer does: prepared while the batches before fold, and queued behind its connection's.
+            // Prepared while the batches before fold, and queued behind its connection's, so that no connection
+            // waits for a batch: the database stage's own limit.
             let prepared = writer.prepare(Array(events[start..<min(start + batchSize, events.count)]))
             let connection = stages[number % stages.count]
             inFlight.append(Task { _ = try await connection.withTransaction { try writer.fold(prepared, on: $0) } })
