@@ -45,6 +45,9 @@ public struct RollupDelta: Sendable, Equatable {
     static let quarterHour: Int64 = 15 * 60 * 1_000_000
 
     public init(_ events: some Sequence<Event>) {
+        // Sized for a batch whose events all differ, so that no row is hashed twice while the tables grow.
+        visits.reserveCapacity(events.underestimatedCount)
+        users.reserveCapacity(events.underestimatedCount)
         for event in events {
             switch event.kind {
             case .checkin:

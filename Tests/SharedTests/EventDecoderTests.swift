@@ -58,6 +58,18 @@ struct EventDecoderTests {
         #expect(event.occurredAt.rfc3339 == "2023-02-08T02:44:58.000000Z")
     }
 
+    @Test func readsKeysAndValuesWrittenWithEscapes() throws {
+        let event = try decode(
+            #"{"event\u005fid":"6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d1\u0031","\u0074ype":"check\u0069n","user_id":9,"#
+                + #""occurred_at":"2023-02-08T08:29:58\u005A","space_id":"h\u0071"}"#)
+        #expect(
+            event
+                == Event(
+                    id: UUID(uuidString: "6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d11")!, kind: .checkin, userID: 9,
+                    occurredAt: Timestamp(year: 2023, month: 2, day: 8, hour: 8, minute: 29, second: 58),
+                    spaceID: "hq"))
+    }
+
     @Test func aUserJoinedIgnoresItsSpace() throws {
         let event = try decode(
             #"{"event_id":"6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d11","type":"user_joined","user_id":5,"occurred_at":"2023-02-08T08:29:58Z","space_id":"!!"}"#
@@ -119,6 +131,10 @@ struct EventDecoderTests {
         (checkin(replacing: "type", with: "null"), .wrongType, "type must be a string, got null"),
         (
             checkin(replacing: "type", with: "\"checkout\""), .unknownType,
+            #"type "checkout" is unknown (expected checkin or user_joined)"#
+        ),
+        (
+            checkin(replacing: "type", with: #""check\u006fut""#), .unknownType,
             #"type "checkout" is unknown (expected checkin or user_joined)"#
         ),
         (

@@ -8,6 +8,14 @@ public enum EventKind: String, Sendable, Hashable, CaseIterable {
     case userJoined = "user_joined"
 }
 
+extension EventKind {
+    /// The kind named by the UTF-8 bytes of a `type`, or nil for an unknown one.
+    init?(utf8 name: UnsafeBufferPointer<UInt8>) {
+        guard let kind = Self.allCases.first(where: { $0.rawValue.utf8.elementsEqual(name) }) else { return nil }
+        self = kind
+    }
+}
+
 /// One valid event, as published to `coworking.events` and folded by the consumer.
 public struct Event: Sendable, Hashable {
     /// The idempotency key: an event is counted once however often it is delivered.

@@ -48,7 +48,8 @@ public struct EventDecoder: Sendable {
     }
 
     private func decode(_ body: UnsafeBufferPointer<UInt8>, now: Timestamp) throws(EventRejection) -> Event {
-        guard String(validating: body, as: UTF8.self) != nil else {
+        // Bodies are nearly always ASCII, which needs no String built to know it is valid.
+        guard body.allSatisfy({ $0 < 0x80 }) || String(validating: body, as: UTF8.self) != nil else {
             throw EventRejection(.notUTF8, "body is not valid UTF-8")
         }
         var fields = Fields()
@@ -56,7 +57,7 @@ public struct EventDecoder: Sendable {
         let top: JSONScalar
         do {
             top = try scanner.scanDocument { key, scanner throws(JSONSyntaxError) in
-                guard let field = Field(rawValue: key) else { return }
+                guard let field = scanner.withUTF8(of: key, Field.init(utf8:)) else { return }
                 let value = try scanner.scalar()
                 if fields[field] == nil {
                     fields[field] = value
@@ -71,24 +72,28 @@ public struct EventDecoder: Sendable {
             throw EventRejection(.notObject, "body is \(top.kindDescription), not a JSON object")
         }
         if let duplicate = fields.duplicate {
-            throw EventRejection(.invalidValue, "\(duplicate.rawValue) appears more than once")
+            throw EventRejection(.invalidValue, "\(duplicate.name) appears more than once")
         }
 
+        // The strings are read from the body's bytes: a String is built only for the space and for a reason.
         let id = try fields.string(.eventID)
-        guard let eventID = UUID(text: id) else {
-            throw EventRejection(.invalidValue, "event_id must be a UUID, got \(quoted(id))")
+        guard let eventID = scanner.withUTF8(of: id, UUID.init(utf8:)) else {
+            throw EventRejection(.invalidValue, "event_id must be a UUID, got \(quoted(scanner.text(of: id)))")
         }
         let typeName = try fields.string(.type)
-        guard let kind = EventKind(rawValue: typeName) else {
-            throw EventRejection(.unknownType, "type \(quoted(typeName)) is unknown (expected checkin or user_joined)")
+        guard let kind = scanner.withUTF8(of: typeName, EventKind.init(utf8:)) else {
+            throw EventRejection(
+                .unknownType,
+                "type \(quoted(scanner.text(of: typeName))) is unknown (expected checkin or user_joined)")
         }
         let userID = try fields.integer(.userID, in: 1...Self.maxUserID)
-        let occurredAt = try timestamp(fields.string(.occurredAt), now: now)
+        let occurredAt = try timestamp(fields.string(.occurredAt), in: scanner, now: now)
         var spaceID: String?
         if kind == .checkin, let value = fields[.spaceID], value != .null {
-            guard case .string(let space) = value else {
+            guard case .string(let string) = value else {
                 throw EventRejection(.wrongType, "space_id must be a string, got \(value.kindDescription)")
             }
+            let space = scanner.text(of: string)
             guard isValidSpaceID(space) else {
                 throw EventRejection(
                     .invalidValue, "space_id must be 1 to 64 of A-Z a-z 0-9 . _ -, got \(quoted(space))")
@@ -98,14 +103,22 @@ public struct EventDecoder: Sendable {
         return Event(id: eventID, kind: kind, userID: Int32(userID), occurredAt: occurredAt, spaceID: spaceID)
     }
 
-    private func timestamp(_ text: String, now: Timestamp) throws(EventRejection) -> Timestamp {
+    private func timestamp(_ string: JSONString, in scanner: JSONScanner, now: Timestamp) throws(EventRejection)
+        -> Timestamp
+    {
+        let parsed = scanner.withUTF8(of: string) { bytes in
+            Result { () throws(Timestamp.ParseProblem) in try Timestamp(rfc3339: bytes) }
+        }
         let instant: Timestamp
         do {
-            instant = try Timestamp(rfc3339: text)
+            instant = try parsed.get()
         } catch .missingOffset {
-            throw EventRejection(.invalidValue, "occurred_at has no offset (add Z or ±HH:MM), got \(quoted(text))")
+            throw EventRejection(
+                .invalidValue,
+                "occurred_at has no offset (add Z or ±HH:MM), got \(quoted(scanner.text(of: string)))")
         } catch {
-            throw EventRejection(.invalidValue, "occurred_at must be an RFC 3339 timestamp, got \(quoted(text))")
+            throw EventRejection(
+                .invalidValue, "occurred_at must be an RFC 3339 timestamp, got \(quoted(scanner.text(of: string)))")
         }
         guard instant >= rules.earliest else {
             throw EventRejection(.tooOld, "occurred_at is before 2000-01-01T00:00:00Z")
@@ -129,51 +142,60 @@ public func isValidSpaceID(_ text: String) -> Bool {
         }
 }
 
-private enum Field: String {
-    case eventID = "event_id"
+/// The contract's fields, by slot in `Fields`.
+private enum Field: Int, CaseIterable {
+    case eventID
     case type
-    case userID = "user_id"
-    case occurredAt = "occurred_at"
-    case spaceID = "space_id"
+    case userID
+    case occurredAt
+    case spaceID
 
-    var slot: Int {
+    var name: String {
         switch self {
-        case .eventID: 0
-        case .type: 1
-        case .userID: 2
-        case .occurredAt: 3
-        case .spaceID: 4
+        case .eventID: "event_id"
+        case .type: "type"
+        case .userID: "user_id"
+        case .occurredAt: "occurred_at"
+        case .spaceID: "space_id"
         }
+    }
+
+    private static let namesUTF8 = allCases.map { Array($0.name.utf8) }
+
+    /// The field named by the UTF-8 bytes of a key, or nil for a field not in the contract.
+    init?(utf8 key: UnsafeBufferPointer<UInt8>) {
+        guard let slot = Self.namesUTF8.firstIndex(where: { $0.elementsEqual(key) }) else { return nil }
+        self.init(rawValue: slot)
     }
 }
 
 /// The contract's fields as found in one body.
 private struct Fields {
-    /// One slot per field, by `Field.slot`: hashing the keys of a dictionary took a fifth of the consumer's time.
+    /// One slot per field: hashing the keys of a dictionary took a fifth of the consumer's time.
     private var values = InlineArray<5, JSONScalar?>(repeating: nil)
     var duplicate: Field?
 
     subscript(field: Field) -> JSONScalar? {
-        get { values[field.slot] }
-        set { values[field.slot] = newValue }
+        get { values[field.rawValue] }
+        set { values[field.rawValue] = newValue }
     }
 
-    func string(_ field: Field) throws(EventRejection) -> String {
-        guard let value = self[field] else { throw EventRejection(.missingField, "\(field.rawValue) is missing") }
-        guard case .string(let text) = value else {
-            throw EventRejection(.wrongType, "\(field.rawValue) must be a string, got \(value.kindDescription)")
+    func string(_ field: Field) throws(EventRejection) -> JSONString {
+        guard let value = self[field] else { throw EventRejection(.missingField, "\(field.name) is missing") }
+        guard case .string(let string) = value else {
+            throw EventRejection(.wrongType, "\(field.name) must be a string, got \(value.kindDescription)")
         }
-        return text
+        return string
     }
 
     func integer(_ field: Field, in range: ClosedRange<Int64>) throws(EventRejection) -> Int64 {
-        guard let value = self[field] else { throw EventRejection(.missingField, "\(field.rawValue) is missing") }
+        guard let value = self[field] else { throw EventRejection(.missingField, "\(field.name) is missing") }
         guard case .number(let integer) = value else {
-            throw EventRejection(.wrongType, "\(field.rawValue) must be an integer, got \(value.kindDescription)")
+            throw EventRejection(.wrongType, "\(field.name) must be an integer, got \(value.kindDescription)")
         }
         guard let integer, range.contains(integer) else {
             throw EventRejection(
-                .invalidValue, "\(field.rawValue) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+                .invalidValue, "\(field.name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return integer
     }

@@ -1,6 +1,6 @@
 /// A JSON value as the event decoder sees it: the scalars it reads, and the kind of anything else.
 enum JSONScalar: Equatable {
-    case string(String)
+    case string(JSONString)
     /// A number, with its value when it is an integer that fits in 64 bits.
     case number(integer: Int64?)
     case bool
@@ -21,6 +21,13 @@ enum JSONScalar: Equatable {
     }
 }
 
+/// A JSON string as the scanner read it: where its bytes lie in the document when it holds no escape, as nearly
+/// every string does, so that reading it copies nothing; else its text with the escapes resolved.
+enum JSONString: Equatable {
+    case span(Range<Int>)
+    case resolved(String)
+}
+
 /// Why bytes are not a JSON document; `offset` is where the scanner gave up.
 struct JSONSyntaxError: Error {
     var offset: Int
@@ -39,7 +46,7 @@ struct JSONScanner {
 
     /// Reads the top-level value: for an object, calls `field` with each key, which either reads the value with
     /// `scalar()` or leaves it to be skipped. Returns the kind of the top-level value.
-    mutating func scanDocument(field: (String, inout JSONScanner) throws(JSONSyntaxError) -> Void)
+    mutating func scanDocument(field: (JSONString, inout JSONScanner) throws(JSONSyntaxError) -> Void)
         throws(JSONSyntaxError) -> JSONScalar
     {
         skipWhitespace()
@@ -101,6 +108,19 @@ struct JSONScanner {
         }
     }
 
+    /// Calls `body` with the UTF-8 bytes of `string`, a string of this document.
+    func withUTF8<Result>(of string: JSONString, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        switch string {
+        case .span(let range): return body(UnsafeBufferPointer(rebasing: bytes[range]))
+        case .resolved(var text): return text.withUTF8(body)
+        }
+    }
+
+    /// The text of `string`, a string of this document.
+    func text(of string: JSONString) -> String {
+        withUTF8(of: string) { String(decoding: $0, as: UTF8.self) }
+    }
+
     private func peek() -> UInt8? {
         offset < bytes.count ? bytes[offset] : nil
     }
@@ -152,17 +172,30 @@ struct JSONScanner {
             while let byte = peek(), isDigit(byte) { offset += 1 }
         }
         guard isInteger else { return nil }
-        return Int64(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self))
+        let isNegative = bytes[start] == UInt8(ascii: "-")
+        var value: Int64 = 0
+        for byte in bytes[(isNegative ? start + 1 : start)..<offset] {
+            let digit = Int64(byte - UInt8(ascii: "0"))
+            let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflowedAgain) =
+                isNegative ? shifted.subtractingReportingOverflow(digit) : shifted.addingReportingOverflow(digit)
+            guard !overflowed, !overflowedAgain else { return nil }
+            value = next
+        }
+        return value
     }
 
     /// Reads a string, resolving escapes. The bytes are already known to be valid UTF-8.
-    private mutating func string() throws(JSONSyntaxError) -> String {
+    private mutating func string() throws(JSONSyntaxError) -> JSONString {
         try expect(UInt8(ascii: "\""))
         let start = offset
-        // The common case, a string without escapes, is copied in one piece.
         while let byte = peek(), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
             guard byte >= 0x20 else { throw JSONSyntaxError(offset: offset) }
             offset += 1
+        }
+        if peek() == UInt8(ascii: "\"") {
+            offset += 1
+            return .span(start..<offset - 1)
         }
         var result = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
         while true {
@@ -170,7 +203,7 @@ struct JSONScanner {
             offset += 1
             switch byte {
             case UInt8(ascii: "\""):
-                return result
+                return .resolved(result)
             case UInt8(ascii: "\\"):
                 guard let escaped = peek() else { throw JSONSyntaxError(offset: offset) }
                 offset += 1
