@@ -86,7 +86,7 @@ struct AMQPConnectionTests {
         }
     }
 
-    @Test func headersOfEveryTypeSurviveTheDeadLetterExchangeUnchanged() async throws {
+    @Test func everyPropertyAndHeadersOfEveryTypeSurviveTheDeadLetterExchangeUnchanged() async throws {
         try await Self.withTopology { connection, topology in
             let headers: AMQPTable = [
                 "x-rejection-reason": .string("user_id is missing"),
@@ -97,10 +97,16 @@ struct AMQPConnectionTests {
             ]
             var properties = AMQPProperties(
                 contentType: "text/plain", headers: headers, deliveryMode: 2, messageID: "m1")
+            properties.contentEncoding = "identity"
+            properties.priority = 5
             properties.correlationID = "c-1"
+            properties.replyTo = "replies"
+            properties.expiration = "600000"
             properties.timestamp = 1_675_844_998
-            properties.appID = "producer"
             properties.type = "checkin"
+            properties.userID = "guest"
+            properties.appID = "producer"
+            properties.clusterID = "cluster-1"
             let message = AMQPOutgoingMessage(
                 exchange: topology.deadLetterExchange, routingKey: "anything", properties: properties,
                 body: Array("not json".utf8))

@@ -216,25 +216,25 @@ extension AMQPFieldValue {
 }
 
 extension AMQPProperties {
+    /// Every field is set once, here, rather than after `init()`: mutating the struct field by field copied all
+    /// of it each time, and properties are copied for every delivery.
     init(copying properties: amqp_basic_properties_t) {
-        self.init()
         let flags = properties._flags
-        func text(_ flag: Int32, _ bytes: amqp_bytes_t) -> String? {
-            flags & UInt32(flag) != 0 ? String(copying: bytes) : nil
-        }
+        func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
+        func text(_ flag: Int32, _ bytes: amqp_bytes_t) -> String? { has(flag) ? String(copying: bytes) : nil }
         contentType = text(AMQP_BASIC_CONTENT_TYPE_FLAG, properties.content_type)
         contentEncoding = text(AMQP_BASIC_CONTENT_ENCODING_FLAG, properties.content_encoding)
+        headers = has(AMQP_BASIC_HEADERS_FLAG) ? AMQPTable(copying: properties.headers) : nil
+        deliveryMode = has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? properties.delivery_mode : nil
+        priority = has(AMQP_BASIC_PRIORITY_FLAG) ? properties.priority : nil
         correlationID = text(AMQP_BASIC_CORRELATION_ID_FLAG, properties.correlation_id)
         replyTo = text(AMQP_BASIC_REPLY_TO_FLAG, properties.reply_to)
         expiration = text(AMQP_BASIC_EXPIRATION_FLAG, properties.expiration)
         messageID = text(AMQP_BASIC_MESSAGE_ID_FLAG, properties.message_id)
+        timestamp = has(AMQP_BASIC_TIMESTAMP_FLAG) ? properties.timestamp : nil
         type = text(AMQP_BASIC_TYPE_FLAG, properties.type)
         userID = text(AMQP_BASIC_USER_ID_FLAG, properties.user_id)
         appID = text(AMQP_BASIC_APP_ID_FLAG, properties.app_id)
         clusterID = text(AMQP_BASIC_CLUSTER_ID_FLAG, properties.cluster_id)
-        if flags & UInt32(AMQP_BASIC_HEADERS_FLAG) != 0 { headers = AMQPTable(copying: properties.headers) }
-        if flags & UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG) != 0 { deliveryMode = properties.delivery_mode }
-        if flags & UInt32(AMQP_BASIC_PRIORITY_FLAG) != 0 { priority = properties.priority }
-        if flags & UInt32(AMQP_BASIC_TIMESTAMP_FLAG) != 0 { timestamp = properties.timestamp }
     }
 }
