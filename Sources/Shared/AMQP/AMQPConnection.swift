@@ -321,8 +321,11 @@ public actor AMQPConnection {
     /// The next delivery, or nil when none arrives within `timeout`. Confirms read on the way are of no one's
     /// interest here (publishing reads its own) and are dropped.
     public func nextDelivery(timeout: Duration) throws(AMQPError) -> AMQPDelivery? {
+        try nextDelivery(until: ContinuousClock.now + timeout)
+    }
+
+    private func nextDelivery(until deadline: ContinuousClock.Instant) throws(AMQPError) -> AMQPDelivery? {
         if let delivery = bufferedDeliveries.popFirst() { return delivery }
-        let deadline = ContinuousClock.now + timeout
         while let incoming = try readIncoming(until: deadline) {
             if case .delivery(let delivery) = incoming { return delivery }
         }
@@ -338,9 +341,7 @@ public actor AMQPConnection {
         var deliveries = [first]
         deliveries.reserveCapacity(limit)
         let deadline = ContinuousClock.now + maxDelay
-        while deliveries.count < limit {
-            let remaining = deadline - ContinuousClock.now
-            guard remaining > .zero, let delivery = try nextDelivery(timeout: remaining) else { break }
+        while deliveries.count < limit, let delivery = try nextDelivery(until: deadline) {
             deliveries.append(delivery)
         }
         return deliveries
