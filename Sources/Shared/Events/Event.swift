@@ -9,9 +9,11 @@ public enum EventKind: String, Sendable, Hashable, CaseIterable {
 }
 
 extension EventKind {
+    private static let namesUTF8 = allCases.map { ($0, Array($0.rawValue.utf8)) }
+
     /// The kind named by the UTF-8 bytes of a `type`, or nil for an unknown one.
     init?(utf8 name: UnsafeBufferPointer<UInt8>) {
-        guard let kind = Self.allCases.first(where: { $0.rawValue.utf8.elementsEqual(name) }) else { return nil }
+        guard let (kind, _) = Self.namesUTF8.first(where: { name.matches($0.1) }) else { return nil }
         self = kind
     }
 }

@@ -164,7 +164,7 @@ private enum Field: Int, CaseIterable {
 
     /// The field named by the UTF-8 bytes of a key, or nil for a field not in the contract.
     init?(utf8 key: UnsafeBufferPointer<UInt8>) {
-        guard let slot = Self.namesUTF8.firstIndex(where: { $0.elementsEqual(key) }) else { return nil }
+        guard let slot = Self.namesUTF8.firstIndex(where: key.matches) else { return nil }
         self.init(rawValue: slot)
     }
 }

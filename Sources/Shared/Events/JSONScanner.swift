@@ -1,3 +1,5 @@
+import Foundation
+
 /// A JSON value as the event decoder sees it: the scalars it reads, and the kind of anything else.
 enum JSONScalar: Equatable {
     case string(JSONString)
@@ -26,6 +28,15 @@ enum JSONScalar: Equatable {
 enum JSONString: Equatable {
     case span(Range<Int>)
     case resolved(String)
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    /// Whether these are the bytes of `name`: how the decoder matches keys and types without building Strings.
+    func matches(_ name: [UInt8]) -> Bool {
+        guard count == name.count else { return false }
+        guard let baseAddress else { return true }
+        return memcmp(baseAddress, name, count) == 0
+    }
 }
 
 /// Why bytes are not a JSON document; `offset` is where the scanner gave up.

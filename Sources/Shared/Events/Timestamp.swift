@@ -118,10 +118,13 @@ private struct RFC3339Parser {
         return value
     }
 
-    private mutating func expect(_ first: Character, or second: Character? = nil) throws(Timestamp.ParseProblem) {
-        guard let byte = take(), byte == first.asciiValue || (second != nil && byte == second?.asciiValue) else {
-            throw .malformed
-        }
+    /// Takes the next byte, which must be the ASCII `first` or `second`. `Character` parameters had cost a
+    /// String's Unicode handling on every timestamp the consumer reads.
+    private mutating func expect(_ first: Unicode.Scalar, or second: Unicode.Scalar? = nil)
+        throws(Timestamp.ParseProblem)
+    {
+        guard let byte = take(), byte == UInt8(ascii: first) || (second.map { byte == UInt8(ascii: $0) } ?? false)
+        else { throw .malformed }
     }
 
     mutating func parse() throws(Timestamp.ParseProblem) -> Timestamp {

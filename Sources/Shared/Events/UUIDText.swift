@@ -37,10 +37,9 @@ private func parse(_ text: UnsafeBufferPointer<UInt8>, into output: UnsafeMutabl
 }
 
 private func hexValue(_ character: UInt8) -> UInt8? {
-    switch character {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
-    default: nil
-    }
+    let digit = character &- UInt8(ascii: "0")
+    if digit < 10 { return digit }
+    // Setting bit 0x20 makes an ASCII letter lower case.
+    let letter = (character | 0x20) &- UInt8(ascii: "a")
+    return letter < 6 ? letter + 10 : nil
 }
