@@ -41,7 +41,7 @@ public struct RollupWriter: Sendable {
     /// the statements.
     public func prepare(_ events: [Event]) -> PreparedFold {
         var seen = Set<UUID>(minimumCapacity: events.count)
-        // A batch rarely holds an id twice, and then it is its own list of first occurrences, with nothing copied.
+        // A batch rarely holds an id twice; when none repeats, it is its own list of first occurrences, uncopied.
         var unique = events
         if !events.allSatisfy({ seen.insert($0.id).inserted }) {
             seen.removeAll(keepingCapacity: true)
