@@ -1,7 +1,10 @@
 /* The ceiling of consuming on this machine: a minimal librabbitmq consumer that does nothing but receive and
- * acknowledge (prefetch 1000, one multiple-ack every 500 messages). Used by scripts/bench-consumer.
+ * acknowledge (by default prefetch 1000, one multiple-ack every 500 messages). Used by scripts/bench-consumer.
  *
- *   raw-consume HOST PORT QUEUE COUNT     prints "<count> <seconds>" */
+ *   raw-consume HOST PORT QUEUE COUNT [PREFETCH ACK_EVERY RATE]     prints "<count> <seconds>"
+ *
+ * With RATE, each multiple-ack waits until no more than RATE messages a second have been acknowledged since the
+ * first delivery: the broker's side of a consumer whose batches take that long to fold. */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <stdio.h>
@@ -22,11 +25,14 @@ static void check(amqp_rpc_reply_t reply, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: raw-consume HOST PORT QUEUE COUNT\n");
+    if (argc != 5 && argc != 8) {
+        fprintf(stderr, "usage: raw-consume HOST PORT QUEUE COUNT [PREFETCH ACK_EVERY RATE]\n");
         return 2;
     }
     long target = atol(argv[4]);
+    int prefetch = argc == 8 ? atoi(argv[5]) : 1000;
+    long ack_every = argc == 8 ? atol(argv[6]) : 500;
+    double rate = argc == 8 ? atof(argv[7]) : 0;
     amqp_connection_state_t conn = amqp_new_connection();
     amqp_socket_t *socket = amqp_tcp_socket_new(conn);
     if (amqp_socket_open(socket, argv[1], atoi(argv[2])) != AMQP_STATUS_OK) {
@@ -36,7 +42,7 @@ int main(int argc, char **argv) {
     check(amqp_login(conn, "/", 0, 131072, 30, AMQP_SASL_METHOD_PLAIN, "guest", "guest"), "login");
     amqp_channel_open(conn, 1);
     check(amqp_get_rpc_reply(conn), "channel.open");
-    amqp_basic_qos(conn, 1, 0, 1000, 0);
+    amqp_basic_qos(conn, 1, 0, prefetch, 0);
     check(amqp_get_rpc_reply(conn), "basic.qos");
     amqp_basic_consume(conn, 1, amqp_cstring_bytes(argv[3]), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
     check(amqp_get_rpc_reply(conn), "basic.consume");
@@ -53,7 +59,12 @@ int main(int argc, char **argv) {
         }
         if (received == 0) started = now();
         received++;
-        if (received % 500 == 0 || received == target) {
+        if (received % ack_every == 0 || received == target) {
+            double early = rate > 0 ? started + received / rate - now() : 0;
+            if (early > 0) {
+                struct timespec pause = {(time_t)early, (long)((early - (time_t)early) * 1e9)};
+                nanosleep(&pause, NULL);
+            }
             amqp_basic_ack(conn, 1, envelope.delivery_tag, 1);
         }
         amqp_destroy_envelope(&envelope);

@@ -85,6 +85,6 @@ struct Fold: AsyncParsableCommand {
         for fold in inFlight { try await fold.value }
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        print("\(events.count) \(seconds) \(connections)")
+        print("\(events.count) \(seconds) \(connections) \(batchSize)")
     }
 }
