@@ -15,19 +15,22 @@ final class ResponseCache<Answer: Sendable>: Sendable {
 
     private let entries = Mutex<[String: Entry]>([:])
     private let lifetime: Duration
+    private let now: @Sendable () -> ContinuousClock.Instant
     /// Past this many entries the cache starts afresh, which bounds its memory.
     private let capacity = 1_024
 
-    /// A cache keeping answers for `lifetime`; a lifetime of zero turns caching off.
-    init(lifetime: Duration) {
+    /// A cache keeping answers for `lifetime`; a lifetime of zero turns caching off. `now` is the clock that ages
+    /// the answers (tests move their own by hand).
+    init(lifetime: Duration, now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
         self.lifetime = lifetime
+        self.now = now
     }
 
     /// The cached answer for `key`, or the one `compute` gives, which is then cached. A failed computation is
     /// not kept, and its error goes to those who waited for it.
     func answer(for key: String, _ compute: @escaping @Sendable () async throws -> Answer) async throws -> Answer {
         guard lifetime > .zero else { return try await compute() }
-        let now = ContinuousClock.now
+        let now = self.now()
         let found: Lookup = entries.withLock { entries in
             let entry = entries[key] ?? Entry()
             if let latest = entry.latest, now - latest.computedAt < lifetime { return .answer(latest.answer) }

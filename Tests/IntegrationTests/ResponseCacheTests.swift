@@ -39,24 +39,65 @@ struct ResponseCacheTests {
         #expect(source.count == 2)
     }
 
-    @Test func anExpiredAnswerIsServedWhileTheNextIsComputedAndNotPastTwiceItsLifetime() async throws {
-        let cache = ResponseCache<String>(lifetime: .seconds(1))
-        let source = Source(delay: .milliseconds(300))
-        #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
+    /// A clock the test moves by hand.
+    final class ManualClock: Sendable {
+        private let instant = Mutex(ContinuousClock.now)
 
-        try await Task.sleep(for: .milliseconds(1_200))
-        let started = ContinuousClock.now
+        func now() -> ContinuousClock.Instant { instant.withLock { $0 } }
+
+        func advance(by duration: Duration) { instant.withLock { $0 += duration } }
+    }
+
+    /// A computation that answers `answer N` for its Nth run, each run only once the test has released that many
+    /// (or after ten seconds, so that a cache that waits where it should not fails the test rather than hang it).
+    final class GatedSource: Sendable {
+        private let runs = Atomic<Int>(0)
+        private let released = Atomic<Int>(0)
+
+        var count: Int { runs.load(ordering: .relaxed) }
+
+        func compute() async throws -> String {
+            let run = runs.add(1, ordering: .relaxed).newValue
+            let deadline = ContinuousClock.now + .seconds(10)
+            while released.load(ordering: .relaxed) < run, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            return "answer \(run)"
+        }
+
+        /// Lets the next run finish.
+        func release() { released.add(1, ordering: .relaxed) }
+    }
+
+    /// Ages are read from a clock the test moves, and each refresh finishes only when the test says so, so that
+    /// no expectation depends on how fast the machine runs: an answer served while its refresh is held back was
+    /// served without waiting for it.
+    @Test func anExpiredAnswerIsServedWhileTheNextIsComputedAndNotPastTwiceItsLifetime() async throws {
+        let clock = ManualClock()
+        let cache = ResponseCache<String>(lifetime: .seconds(1), now: clock.now)
+        let source = GatedSource()
+        async let first = cache.answer(for: "q", source.compute)
+        source.release()
+        #expect(try await first == "answer 1")
+
+        clock.advance(by: .milliseconds(1_500))
         #expect(try await cache.answer(for: "q", source.compute) == "answer 1", "expired: served while refreshed")
-        #expect(ContinuousClock.now - started < .milliseconds(250), "nobody waits for the refresh")
         #expect(try await cache.answer(for: "q", source.compute) == "answer 1", "one refresh at a time")
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(try await cache.answer(for: "q", source.compute) == "answer 2")
+        source.release()
+        var answer = try await cache.answer(for: "q", source.compute)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while answer == "answer 1", ContinuousClock.now < deadline {
+            await Task.yield()
+            answer = try await cache.answer(for: "q", source.compute)
+        }
+        #expect(answer == "answer 2", "the refresh, once it came, with no other begun")
         #expect(source.count == 2)
 
-        try await Task.sleep(for: .milliseconds(2_200))
-        let waited = ContinuousClock.now
-        #expect(try await cache.answer(for: "q", source.compute) == "answer 3", "past twice the lifetime: wait")
-        #expect(ContinuousClock.now - waited >= .milliseconds(300))
+        clock.advance(by: .milliseconds(2_500))
+        async let third = cache.answer(for: "q", source.compute)
+        source.release()
+        #expect(try await third == "answer 3", "past twice the lifetime: waits for the refresh")
+        #expect(source.count == 3)
     }
 
     @Test func aFailedComputationReachesItsAskersAndIsNotKept() async throws {
