@@ -332,6 +332,12 @@ public actor AMQPConnection {
         return nil
     }
 
+    /// How long a batch being filled lets deliveries gather once the bytes read so far are used up. Reading them
+    /// as they arrived woke this thread for every 20 or so messages (11,500 to 16,500 times in a drain of 300,000
+    /// events); pausing first cut the wake-ups about fifteenfold and the consumer's CPU per event by about a tenth,
+    /// for at most this much more latency in a batch that waits up to `maxDelay` anyway.
+    private static let gatheringPause = Duration.milliseconds(2)
+
     /// Up to `limit` deliveries in one hop: waits up to `idleTimeout` for the first, then returns when `limit`
     /// have arrived or `maxDelay` has passed since the first. Empty when nothing arrived.
     public func nextDeliveries(limit: Int, maxDelay: Duration, idleTimeout: Duration) throws(AMQPError)
@@ -341,10 +347,20 @@ public actor AMQPConnection {
         var deliveries = [first]
         deliveries.reserveCapacity(limit)
         let deadline = ContinuousClock.now + maxDelay
-        while deliveries.count < limit, let delivery = try nextDelivery(until: deadline) {
+        while deliveries.count < limit {
+            letDeliveriesGather(until: deadline)
+            guard let delivery = try nextDelivery(until: deadline) else { break }
             deliveries.append(delivery)
         }
         return deliveries
+    }
+
+    /// Sleeps for `gatheringPause`, and not past `deadline`, when nothing read is left to take.
+    private func letDeliveriesGather(until deadline: ContinuousClock.Instant) {
+        guard bufferedDeliveries.isEmpty, let state, amqp_data_in_buffer(state) == 0, amqp_frames_enqueued(state) == 0
+        else { return }
+        let pause = min(Self.gatheringPause, deadline - .now)
+        if pause > .zero { usleep(UInt32(pause / .microseconds(1))) }
     }
 
     /// Reads frames for `duration` so that heartbeats flow while the owner is busy elsewhere; deliveries that
