@@ -34,6 +34,7 @@ struct Run: AsyncParsableCommand {
         } catch {
             Program.exit(after: error, logger: logger, "The consumer stopped")
         }
+        Program.finish()
     }
 }
 
@@ -62,5 +63,6 @@ struct Migrate: AsyncParsableCommand {
         } catch {
             Program.exit(after: error, logger: logger, "Migration failed")
         }
+        Program.finish()
     }
 }

@@ -37,13 +37,14 @@ struct ProducerContext {
         self.rules = rules
     }
 
-    /// Prints the closing line and fails when anything was not confirmed (or refused).
-    func finish(_ counts: EventPublisher.Counts, refused: Int = 0) async throws {
+    /// Prints the closing line and ends the process (`Program.finish`): status 1 when anything was not confirmed
+    /// (or refused).
+    func finish(_ counts: EventPublisher.Counts, refused: Int = 0) async -> Never {
         await publisher.close()
         var line = "published \(counts.published) events, \(counts.confirmed) confirmed"
         if refused > 0 { line += ", \(refused) refused" }
         print(line)
-        if counts.confirmed < counts.published || refused > 0 { throw ExitCode.failure }
+        Program.finish(status: counts.confirmed < counts.published || refused > 0 ? 1 : 0)
     }
 }
 
@@ -77,7 +78,7 @@ struct Publish: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        try await context.finish(await context.publisher.publish([context.publisher.message(for: event)]))
+        await context.finish(await context.publisher.publish([context.publisher.message(for: event)]))
     }
 }
 
@@ -120,7 +121,7 @@ struct Replay: AsyncParsableCommand {
         }
         await flush()
         progress.finish()
-        try await context.finish(counts, refused: refused)
+        await context.finish(counts, refused: refused)
     }
 }
 
@@ -162,7 +163,7 @@ struct Backfill: AsyncParsableCommand {
             Program.exit(after: error, logger: context.logger, "Reading the legacy database failed")
         }
         progress.finish()
-        try await context.finish(counts)
+        await context.finish(counts)
     }
 }
 
@@ -219,7 +220,7 @@ struct Load: AsyncParsableCommand {
         print(
             String(
                 format: "achieved %.0f confirmed events/s of the %.0f asked", Double(counts.confirmed) / seconds, rate))
-        try await context.finish(counts)
+        await context.finish(counts)
     }
 }
 

@@ -33,5 +33,6 @@ struct ReportAPICommand: AsyncParsableCommand {
         } catch {
             Program.exit(after: error, logger: logger, "The report API stopped")
         }
+        Program.finish()
     }
 }
