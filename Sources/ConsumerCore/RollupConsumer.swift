@@ -281,14 +281,15 @@ public final class RollupConsumer: Service {
 
 extension AMQPDelivery {
     /// How often the broker delivered this message before: the quorum queue's `x-delivery-count`, or 1 for a
-    /// redelivery without it.
+    /// redelivery without it. A first delivery carries no count, so its properties are not decoded.
     var previousDeliveries: Int {
+        guard redelivered else { return 0 }
         switch properties.headers?["x-delivery-count"] {
         case .int64(let count)?: return Int(count)
         case .int32(let count)?: return Int(count)
         case .int16(let count)?: return Int(count)
         case .int8(let count)?: return Int(count)
-        default: return redelivered ? 1 : 0
+        default: return 1
         }
     }
 }

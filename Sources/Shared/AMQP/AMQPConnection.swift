@@ -410,12 +410,13 @@ public actor AMQPConnection {
         switch method.id {
         case coworking_basic_deliver_method:
             let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            let exchange = String(copying: deliver.exchange)
+            let routingKey = String(copying: deliver.routing_key)
             let (properties, body) = try readContent(state, channel: frame.channel)
             return .delivery(
                 AMQPDelivery(
-                    deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
-                    exchange: String(copying: deliver.exchange), routingKey: String(copying: deliver.routing_key),
-                    properties: properties, body: body))
+                    deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0, exchange: exchange,
+                    routingKey: routingKey, encodedProperties: properties, body: body))
         case coworking_basic_ack_method:
             let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             return .settled(tag: ack.delivery_tag, multiple: ack.multiple != 0, outcome: .confirmed)
@@ -428,7 +429,9 @@ public actor AMQPConnection {
             let routingKey = String(copying: info.routing_key)
             let (properties, body) = try readContent(state, channel: frame.channel)
             return .returned(
-                AMQPOutgoingMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body))
+                AMQPOutgoingMessage(
+                    exchange: exchange, routingKey: routingKey, properties: AMQPProperties(decoding: properties),
+                    body: body))
         case coworking_connection_close_method, coworking_channel_close_method:
             throw fail(closeError(method, action: "read from the broker"))
         case coworking_basic_cancel_method:
@@ -446,14 +449,39 @@ public actor AMQPConnection {
         }
     }
 
-    /// Reads the header and body frames that follow a `basic.deliver` or `basic.return`.
+    /// Reads the header and body frames that follow a `basic.deliver` or `basic.return`: the properties as
+    /// encoded, and the body. (`amqp_read_message` would also copy the decoded properties, which most
+    /// deliveries never need.)
     private func readContent(_ state: amqp_connection_state_t, channel: amqp_channel_t) throws(AMQPError)
-        -> (AMQPProperties, [UInt8])
+        -> (properties: [UInt8], body: [UInt8])
     {
-        var message = amqp_message_t()
-        try check(amqp_read_message(state, channel, &message, 0), "read a message")
-        defer { amqp_destroy_message(&message) }
-        return (AMQPProperties(copying: message.properties), [UInt8](copying: message.body))
+        var frame = amqp_frame_t()
+        try readContentFrame(state, channel: channel, type: AMQP_FRAME_HEADER, into: &frame)
+        let properties = [UInt8](copying: frame.payload.properties.raw)
+        let size = Int(frame.payload.properties.body_size)
+        var body: [UInt8] = []
+        body.reserveCapacity(size)
+        while body.count < size {
+            try readContentFrame(state, channel: channel, type: AMQP_FRAME_BODY, into: &frame)
+            let fragment = frame.payload.body_fragment
+            guard let start = fragment.bytes, fragment.len > 0, body.count + fragment.len <= size else {
+                throw fail(
+                    AMQPError(.unexpectedFrame, "a message body did not match its declared size", isRetriable: true))
+            }
+            body.append(contentsOf: UnsafeRawBufferPointer(start: start, count: fragment.len))
+        }
+        return (properties, body)
+    }
+
+    private func readContentFrame(
+        _ state: amqp_connection_state_t, channel: amqp_channel_t, type: Int32, into frame: inout amqp_frame_t
+    ) throws(AMQPError) {
+        let status = amqp_simple_wait_frame(state, &frame)
+        guard status == AMQP_STATUS_OK.rawValue else { throw fail(libraryError(status, "read a message")) }
+        // RabbitMQ writes a message's frames together, and this connection uses one channel.
+        guard frame.frame_type == type, frame.channel == channel else {
+            throw fail(AMQPError(.unexpectedFrame, "a message's content frames were out of order", isRetriable: true))
+        }
     }
 
     // MARK: Errors

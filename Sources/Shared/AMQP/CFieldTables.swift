@@ -237,4 +237,22 @@ extension AMQPProperties {
         appID = text(AMQP_BASIC_APP_ID_FLAG, properties.app_id)
         clusterID = text(AMQP_BASIC_CLUSTER_ID_FLAG, properties.cluster_id)
     }
+
+    /// Decodes properties that librabbitmq decoded once already, when it read their frame: decoding them again
+    /// fails only when memory runs out.
+    init(decoding encoded: [UInt8]) {
+        var pool = amqp_pool_t()
+        init_amqp_pool(&pool, 4096)
+        defer { empty_amqp_pool(&pool) }
+        var decoded: UnsafeMutableRawPointer?
+        var bytes = encoded
+        let status = bytes.withUnsafeMutableBytes {
+            amqp_decode_properties(
+                UInt16(AMQP_BASIC_CLASS), &pool, amqp_bytes_t(len: $0.count, bytes: $0.baseAddress), &decoded)
+        }
+        guard status == AMQP_STATUS_OK.rawValue, let decoded else {
+            fatalError("librabbitmq could not decode properties it decoded before (status \(status))")
+        }
+        self.init(copying: decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+    }
 }
