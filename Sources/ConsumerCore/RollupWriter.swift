@@ -35,42 +35,36 @@ public struct RollupWriter: Sendable {
         try fold(prepare(events), on: connection)
     }
 
-    /// Does the part of a fold that needs no database: drops ids repeated within the batch and, for the usual
-    /// case where every id is new, sums the rollup rows and encodes the statements' parameters. The consumer
-    /// calls it while the batch before is still committing, so the connection's thread spends its time on
-    /// the statements.
+    /// Does the part of a fold that needs no database: for the usual case where every id is new, sums the
+    /// rollup rows and encodes the statements' parameters. The consumer calls it while the batch before is still
+    /// committing, so the connection's thread spends its time on the statements.
     public func prepare(_ events: [Event]) -> PreparedFold {
-        var seen = Set<UUID>(minimumCapacity: events.count)
-        // A batch rarely holds an id twice; when none repeats, it is its own list of first occurrences, uncopied.
-        var unique = events
-        if !events.allSatisfy({ seen.insert($0.id).inserted }) {
-            seen.removeAll(keepingCapacity: true)
-            unique = events.filter { seen.insert($0.id).inserted }
-        }
-        return PreparedFold(
-            count: events.count, unique: unique, ids: unique.map(\.id).postgresParameter,
-            rowsIfAllNew: FoldRows(RollupDelta(unique), totalsSlot: totalsSlot))
+        PreparedFold(
+            events: events, ids: events.map(\.id).postgresParameter,
+            rowsIfAllNew: FoldRows(RollupDelta(events), totalsSlot: totalsSlot))
     }
 
     /// Counts the events of `prepared` whose id was never counted, and adds them to every rollup.
     public func fold(_ prepared: PreparedFold, on connection: isolated PostgresConnection) throws -> FoldResult {
-        guard !prepared.unique.isEmpty else { return FoldResult(counted: 0, duplicates: prepared.count) }
-        // How many ids were new, and which, unless all were: the usual case needs no list.
+        guard !prepared.events.isEmpty else { return FoldResult(counted: 0, duplicates: 0) }
+        // How many ids were new, and which, unless all were: the usual case needs no list. An id the batch
+        // repeats is new once at most, like one counted before.
         let inserted = try connection.query(
             "SELECT counted, counted_id FROM count_new_events($1)", [prepared.ids])
         let rows: FoldRows
         let counted: Int
-        if try inserted[0].int(0) == prepared.unique.count {
-            (rows, counted) = (prepared.rowsIfAllNew, prepared.unique.count)
+        if try inserted[0].int(0) == prepared.events.count {
+            (rows, counted) = (prepared.rowsIfAllNew, prepared.events.count)
         } else {
             var new = Set<UUID>(minimumCapacity: inserted.count)
             for row in inserted.rows {
                 if let text = row[1], let id = UUID(text: text) { new.insert(id) }
             }
-            let events = prepared.unique.filter { new.contains($0.id) }
+            // The first event of each new id: removing it counts its repeats as duplicates.
+            let events = prepared.events.filter { new.remove($0.id) != nil }
             (rows, counted) = (FoldRows(RollupDelta(events), totalsSlot: totalsSlot), events.count)
         }
-        let result = FoldResult(counted: counted, duplicates: prepared.count - counted)
+        let result = FoldResult(counted: counted, duplicates: prepared.events.count - counted)
         guard counted > 0 else { return result }
 
         if let visits = rows.visits {
@@ -139,9 +133,7 @@ public struct RollupWriter: Sendable {
 /// A batch ready for its transaction (`RollupWriter.prepare(_:)`).
 public struct PreparedFold: Sendable {
     /// Events in the batch as received, repeated ids included.
-    let count: Int
-    /// The batch's events, the first of each id.
-    let unique: [Event]
+    let events: [Event]
     let ids: PostgresParameter
     let rowsIfAllNew: FoldRows
 }
@@ -167,11 +159,13 @@ struct FoldRows: Sendable {
                 buckets.map(\.key.spaceID).postgresParameter, buckets.map { Int64($0.value) }.postgresParameter,
             ]
         }
-        let users = delta.users.sorted { $0.key < $1.key }
+        // Sorting the ids alone and looking each up cost a third of sorting the (id, activity) pairs.
+        let userIDs = delta.users.keys.sorted()
+        let users = userIDs.map { delta.users[$0] ?? RollupDelta.UserActivity() }
         self.users = [
-            users.map(\.key).postgresParameter, users.map { Int64($0.value.visits) }.postgresParameter,
-            users.map(\.value.firstVisit).postgresParameter, users.map(\.value.lastVisit).postgresParameter,
-            users.map(\.value.joinedAt).postgresParameter,
+            userIDs.postgresParameter, users.map { Int64($0.visits) }.postgresParameter,
+            users.map(\.firstVisit).postgresParameter, users.map(\.lastVisit).postgresParameter,
+            users.map(\.joinedAt).postgresParameter,
         ]
         self.totalsSlot = totalsSlot
         checkins = delta.checkins
