@@ -22,6 +22,9 @@ struct UUIDTextTests {
         "6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d1", "6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d111",
         "6f1c1f0e-5a534-c8e-9d7e-2f4c1b9a0d11", "6f1c1f0g-5a53-4c8e-9d7e-2f4c1b9a0d11",
         " 6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d11", "6f1c1f0e_5a53_4c8e_9d7e_2f4c1b9a0d11",
+        // The characters beside the digits' and letters' ranges, first and last.
+        "/f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d11", "6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d1:",
+        "`f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d11", "6F1C1F0E-5A53-4C8E-9D7E-2F4C1B9A0D1G",
     ])
     func anythingElseIsRefused(text: String) {
         #expect(UUID(text: text) == nil)
