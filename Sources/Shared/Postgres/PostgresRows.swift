@@ -29,12 +29,14 @@ public protocol PostgresArrayElement: PostgresEncodable {
 }
 
 extension [UInt8] {
+    @inlinable
     mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
     }
 }
 
 extension PostgresArrayElement where Self: FixedWidthInteger {
+    @inlinable
     public func appendPostgresElement(to buffer: inout [UInt8]) {
         buffer.appendBigEndian(Int32(MemoryLayout<Self>.size))
         buffer.appendBigEndian(self)
@@ -49,6 +51,7 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
 extension Optional: PostgresArrayElement where Wrapped: PostgresArrayElement {
     public static var postgresElementType: UInt32 { Wrapped.postgresElementType }
 
+    @inlinable
     public func appendPostgresElement(to buffer: inout [UInt8]) {
         guard let self else { return buffer.appendBigEndian(Int32(-1)) }
         self.appendPostgresElement(to: &buffer)
@@ -59,6 +62,7 @@ extension String: PostgresArrayElement {
     public var postgresParameter: PostgresParameter { .text(self) }
     public static var postgresElementType: UInt32 { 25 }
 
+    @inlinable
     public func appendPostgresElement(to buffer: inout [UInt8]) {
         buffer.appendBigEndian(Int32(utf8.count))
         buffer.append(contentsOf: utf8)
@@ -89,6 +93,7 @@ extension UUID: PostgresArrayElement {
     public var postgresParameter: PostgresParameter { .text(uuidString) }
     public static var postgresElementType: UInt32 { 2950 }
 
+    @inlinable
     public func appendPostgresElement(to buffer: inout [UInt8]) {
         buffer.appendBigEndian(Int32(16))
         withUnsafeBytes(of: uuid) { buffer.append(contentsOf: $0) }
@@ -100,6 +105,7 @@ extension Timestamp: PostgresArrayElement {
     public static var postgresElementType: UInt32 { 1184 }
 
     /// Microseconds since 2000-01-01 UTC, PostgreSQL's epoch.
+    @inlinable
     public func appendPostgresElement(to buffer: inout [UInt8]) {
         buffer.appendBigEndian(Int32(8))
         buffer.appendBigEndian(microsecondsSinceEpoch - 946_684_800_000_000)
@@ -108,7 +114,10 @@ extension Timestamp: PostgresArrayElement {
 
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     /// A one-dimensional array in the format of PostgreSQL's `array_recv`: dimensions, flags, element type,
-    /// length and lower bound, then each element with its length.
+    /// length and lower bound, then each element with its length. Inlinable, with the elements' encoders, so
+    /// that a caller's arrays are encoded by code specialized for their element type: through the protocol's
+    /// witnesses, encoding took a sixth more of the CPU of preparing a batch.
+    @inlinable
     public var postgresParameter: PostgresParameter {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(20 + count * 12)
