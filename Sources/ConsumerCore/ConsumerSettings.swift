@@ -9,8 +9,9 @@ public struct ConsumerSettings: Sendable {
     public var rules: EventRules
     /// `BATCH_SIZE`: events folded per transaction at most; default 4000. A fold writes each rollup row once per
     /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 4000 folded about
-    /// twice as fast as 1000, and drained 10 to 20 % faster than 3000 at the same peak RSS, about 56 MiB; 5000
-    /// was faster still, but took the RSS to 61 to 63 MiB (`scripts/bench-consumer`).
+    /// twice as fast as 1000, and drained 10 to 20 % faster than 3000 at the same peak RSS, about 56 MiB then; 5000
+    /// was faster still, but took the RSS to 61 to 63 MiB. Since deliveries keep their properties encoded, 4000
+    /// peaks at 50 MiB and 5000 at 52, with no gain one run could tell from the noise (`scripts/bench-consumer`).
     public var batchSize: Int
     /// `BATCH_MAX_DELAY_MS`: how long a batch waits to fill after its first event; default 200 ms.
     public var batchMaxDelay: Duration
