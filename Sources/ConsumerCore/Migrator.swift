@@ -98,12 +98,8 @@ public struct Migrator: Sendable {
     {
         let existing = Set(try connection.query("SELECT zone FROM report_zones").rows.map { try $0.string(0) })
         let removed = existing.subtracting(zones).sorted()
-        for zone in removed {
-            try connection.query("DELETE FROM visits_local_day WHERE zone = $1", [zone])
-            try connection.query("DELETE FROM report_zones WHERE zone = $1", [zone])
-        }
         let added = zones.filter { !existing.contains($0) }
-        guard !added.isEmpty else { return ([], removed) }
+        guard !removed.isEmpty || !added.isEmpty else { return ([], []) }
         for zone in added {
             let known = try connection.query("SELECT count(*) FROM pg_timezone_names WHERE name = $1", [zone])[0].int(0)
             guard known > 0 else {
@@ -112,8 +108,14 @@ public struct Migrator: Sendable {
         }
         // Consumers fold into every zone of report_zones as they write the 15-minute rows. This lock waits for
         // the batches in flight and holds off new ones, so each visit lands in a new zone's rows exactly once:
-        // through this fill, or through a batch committed after it.
+        // through this fill, or through a batch committed after it. It also keeps folds off a removed zone's
+        // rows while they are deleted: a fold locks its day rows in key order, a delete of a whole zone in the
+        // table's order, and the two could deadlock.
         try connection.execute("LOCK TABLE visits_quarter_hour IN SHARE MODE")
+        for zone in removed {
+            try connection.query("DELETE FROM visits_local_day WHERE zone = $1", [zone])
+            try connection.query("DELETE FROM report_zones WHERE zone = $1", [zone])
+        }
         for zone in added {
             try connection.query("INSERT INTO report_zones (zone) VALUES ($1)", [zone])
             try connection.query(Self.fillSQL, [zone])

@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 import Testing
 
@@ -110,6 +111,59 @@ struct MigratorTests {
         let totals = try await connection.query("SELECT sum(checkins)::bigint, sum(users)::bigint FROM fold_totals")[0]
         #expect(try totals.int(0) == 4)
         #expect(try totals.int(1) == 2, "users with a visit, counted once at the upgrade")
+        try await Self.drop(schema)
+    }
+
+    /// A fold locks its day rows in key order; the removal's delete locks them in the table's order. Here they
+    /// are in opposite orders, and a fold holds the first by key when the removal starts: unless the removal waits
+    /// for the fold in flight, each waits for the other, and PostgreSQL aborts one of them.
+    @Test func removingAZoneWaitsForAFoldInFlightInsteadOfDeadlocking() async throws {
+        let schema = TestServers.uniqueName("unzone")
+        let connection = try await Self.connect(schema)
+        _ = try await Migrator(schema: schema, zones: ["UTC", "Asia/Kolkata"]).run(
+            on: connection, logger: TestServers.logger)
+        let writer = RollupWriter(totalsSlot: 0)
+        for day in [8, 7] {
+            let event = Event(
+                id: UUID(), kind: .checkin, userID: 1, occurredAt: Timestamp(year: 2023, month: 2, day: day, hour: 9))
+            _ = try await connection.withTransaction { try writer.fold([event], on: $0) }
+        }
+
+        let fold = try await Self.connect(schema)
+        try await fold.execute(
+            """
+            BEGIN;
+            INSERT INTO visits_quarter_hour VALUES ('2023-02-07 09:00Z', 'default', 1)
+                ON CONFLICT (bucket_start, space_id) DO UPDATE SET visits = visits_quarter_hour.visits + 1;
+            UPDATE visits_local_day SET visits = visits + 1 WHERE zone = 'UTC' AND day = '2023-02-07'
+            """)
+        let migrating = try await Self.connect(schema)
+        // The plan a table of production size gets for a whole zone: a scan in the table's order, not the key's.
+        try await migrating.execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+        let migratingBackend = try await migrating.query("SELECT pg_backend_pid()")[0].int(0)
+        let removal = Task {
+            try await Migrator(schema: schema, zones: ["Asia/Kolkata"]).run(on: migrating, logger: TestServers.logger)
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await connection.query(
+            "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", [migratingBackend])[0].int(0) == 0
+        {
+            #expect(ContinuousClock.now < deadline, "the removal never waited for the fold")
+            guard ContinuousClock.now < deadline else { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await fold.execute(
+            """
+            UPDATE visits_local_day SET visits = visits + 1 WHERE zone = 'UTC' AND day = '2023-02-08';
+            COMMIT
+            """)
+
+        #expect(try await removal.value.removedZones == ["UTC"])
+        #expect(try await connection.localDays(zone: "UTC").daily.isEmpty)
+        #expect(
+            try await connection.localDays(zone: "Asia/Kolkata").daily == [
+                "Asia/Kolkata 2023-02-07 default": 1, "Asia/Kolkata 2023-02-08 default": 1,
+            ])
         try await Self.drop(schema)
     }
 
