@@ -132,6 +132,13 @@ public enum ReportAPIApp {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
         router.get("openapi.json") { _, _ in json(OpenAPIDocument.json) }
+        // Another method on a path the API serves answers 405, as the legacy Flask service did; the router alone
+        // would answer 404, as if the path did not exist.
+        for route in router.routes {
+            for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
+                router.on(route.path, method: method) { _, _ -> Response in throw HTTPError(.methodNotAllowed) }
+            }
+        }
         return router
     }
 
@@ -180,7 +187,7 @@ extension Request {
 }
 
 /// Turns every error into a JSON answer that shows no internals: 400 for a bad query, 404 for an unknown path,
-/// 503 while the database is unreachable, 500 (logged, with no detail in the answer) for anything else.
+/// 405 for a method other than GET on a known one, 503 while the database is unreachable, 500 (logged, with no detail in the answer) for anything else.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -194,7 +201,9 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             return json(ReportJSON.error("no such path: \(request.uri.path)"), status: .notFound)
         } catch let error as HTTPError where error.status == .methodNotAllowed {
-            return json(ReportJSON.error("this API is read-only: use GET"), status: .methodNotAllowed)
+            var answer = json(ReportJSON.error("this API is read-only: use GET"), status: .methodNotAllowed)
+            answer.headers[.allow] = "GET"
+            return answer
         } catch let error as PostgresError where error.isRetriable {
             logger.warning("The database is unavailable", metadata: [LogKey.error: "\(error.debugDescription)"])
             return json(ReportJSON.error("the database is unavailable; try again shortly"), status: .serviceUnavailable)

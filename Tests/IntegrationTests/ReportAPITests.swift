@@ -207,6 +207,25 @@ struct ReportAPITests {
         #expect(try await Self.get(router, "/no/such/path") == (.notFound, #"{"error":"no such path: /no/such/path"}"#))
     }
 
+    @Test func anotherMethodOnAKnownPathAnswers405AndAnUnknownPath404() async throws {
+        let router = try Self.routerWithoutDatabase()
+        let answers = try await Application(router: router).test(.router) { client in
+            var answers: [String] = []
+            for (method, uri) in [
+                (HTTPRequest.Method.post, "/api/reports/daily_usage"), (.delete, "/health_check"),
+                (.put, "/openapi.json"), (.post, "/no/such/path"),
+            ] {
+                try await client.execute(uri: uri, method: method) { response in
+                    answers.append(
+                        "\(response.status.code) \(response.headers[.allow] ?? "-") \(String(buffer: response.body))")
+                }
+            }
+            return answers
+        }
+        let readOnly = #"405 GET {"error":"this API is read-only: use GET"}"#
+        #expect(answers == [readOnly, readOnly, readOnly, #"404 - {"error":"no such path: /no/such/path"}"#])
+    }
+
     @Test func metricsCountAnswersByRouteAndStatusAndTimeThemByRoute() async throws {
         let router = try Self.routerWithoutDatabase()
         for uri in ["/health_check", "/health_check", "/api/reports/daily_usage", "/api/reports/daily_usage?tz=Mars"] {
