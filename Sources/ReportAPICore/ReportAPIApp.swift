@@ -132,7 +132,7 @@ public enum ReportAPIApp {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
         router.get("openapi.json") { _, _ in json(OpenAPIDocument.json) }
-        // Another method on a path the API serves answers 405, as the legacy Flask service did; the router alone
+        // Another method on a path the API serves answers 405, as Flask (the legacy service) does; the router alone
         // would answer 404, as if the path did not exist.
         for route in router.routes {
             for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
