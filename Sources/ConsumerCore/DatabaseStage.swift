@@ -50,22 +50,23 @@ actor DatabaseStage {
         writer.prepare(events)
     }
 
-    /// Folds `events`, prepared as `prepared`; when the database refuses the batch's data (an error no retry
-    /// mends), folds halves of it, down to single events, so that only the events it refuses are set aside. Any
-    /// other failure that no retry mends (the schema changed under the consumer, a privilege was revoked) is
-    /// thrown: it is no event's fault, and the consumer stops rather than dead-letter every event.
-    func foldIsolatingRefusals(_ events: [Event], prepared: PreparedFold) async throws -> Outcome {
+    /// Folds a prepared batch; when the database refuses the batch's data (an error no retry mends), folds
+    /// halves of it, down to single events, so that only the events it refuses are set aside. Any other failure
+    /// that no retry mends (the schema changed under the consumer, a privilege was revoked) is thrown: it is no
+    /// event's fault, and the consumer stops rather than dead-letter every event.
+    func foldIsolatingRefusals(_ prepared: PreparedFold) async throws -> Outcome {
         do {
             return Outcome(result: try await fold(prepared), refused: [])
         } catch let error as PostgresError where error.isDataRefusal {
+            let events = prepared.events
             guard events.count > 1 else {
                 logger.error("The database refused an event", metadata: [LogKey.error: "\(error.debugDescription)"])
                 return Outcome(result: FoldResult(counted: 0, duplicates: 0), refused: [(0, error)])
             }
             let middle = events.count / 2
             let (firstHalf, secondHalf) = (Array(events[..<middle]), Array(events[middle...]))
-            let first = try await foldIsolatingRefusals(firstHalf, prepared: prepare(firstHalf))
-            let second = try await foldIsolatingRefusals(secondHalf, prepared: prepare(secondHalf))
+            let first = try await foldIsolatingRefusals(prepare(firstHalf))
+            let second = try await foldIsolatingRefusals(prepare(secondHalf))
             return Outcome(
                 result: FoldResult(
                     counted: first.result.counted + second.result.counted,

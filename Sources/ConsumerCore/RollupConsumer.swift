@@ -160,7 +160,7 @@ public final class RollupConsumer: Service {
                     InFlight(
                         lastTag: chunk[chunk.endIndex - 1].deliveryTag, received: chunk.count,
                         deliveries: eventDeliveries,
-                        fold: Task { try await database.foldIsolatingRefusals(events, prepared: prepared) }))
+                        fold: Task { try await database.foldIsolatingRefusals(prepared) }))
                 if inFlight.count > databases.count { try await finish(inFlight.removeFirst(), amqp) }
             }
         }

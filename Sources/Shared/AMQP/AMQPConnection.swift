@@ -457,6 +457,11 @@ public actor AMQPConnection {
     {
         var frame = amqp_frame_t()
         try readContentFrame(state, channel: channel, type: AMQP_FRAME_HEADER, into: &frame)
+        // librabbitmq decoded the properties by the header's class; `AMQPProperties(decoding:)` decodes them as
+        // `basic` properties, which they are known to be only once the class is checked here.
+        guard frame.payload.properties.class_id == AMQP_BASIC_CLASS else {
+            throw fail(AMQPError(.unexpectedFrame, "a message's header was not of the basic class", isRetriable: true))
+        }
         let properties = [UInt8](copying: frame.payload.properties.raw)
         let size = Int(frame.payload.properties.body_size)
         var body: [UInt8] = []

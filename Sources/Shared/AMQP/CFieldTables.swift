@@ -238,8 +238,9 @@ extension AMQPProperties {
         clusterID = text(AMQP_BASIC_CLUSTER_ID_FLAG, properties.cluster_id)
     }
 
-    /// Decodes properties that librabbitmq decoded once already, when it read their frame: decoding them again
-    /// fails only when memory runs out.
+    /// Decodes `basic` properties that librabbitmq decoded once already, when it read their frame (whose class
+    /// `readContent` checked): decoding the same bytes again fails only when memory runs out, which no input
+    /// or server can cause.
     init(decoding encoded: [UInt8]) {
         var pool = amqp_pool_t()
         init_amqp_pool(&pool, 4096)
