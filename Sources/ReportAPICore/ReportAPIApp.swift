@@ -74,7 +74,8 @@ public enum ReportAPIApp {
     ) -> Router<BasicRequestContext> {
         // Answers are kept as the bytes sent, so that a cached answer is not copied for each request.
         let cache = ResponseCache<ByteBuffer>(lifetime: cacheLifetime)
-        let router = Router()
+        // HEAD is answered by the GET route, without the body, as Flask (the legacy service) does.
+        let router = Router(options: .autoGenerateHeadEndpoints)
         // Outermost, so that metrics count the answers the error middleware makes of errors.
         router.add(middleware: RequestMetricsMiddleware(metrics: RequestMetrics(registry: registry)))
         router.add(middleware: JSONErrorMiddleware(logger: logger))
@@ -132,9 +133,10 @@ public enum ReportAPIApp {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
         router.get("openapi.json") { _, _ in json(OpenAPIDocument.json) }
-        // Another method on a path the API serves answers 405, as Flask (the legacy service) does; the router alone
-        // would answer 404, as if the path did not exist.
+        // On a path the API serves, OPTIONS names the methods it allows and any other method answers 405, as Flask
+        // does; the router alone would answer 404, as if the path did not exist.
         for route in router.routes {
+            router.on(route.path, method: .options) { _, _ in Response(status: .ok, headers: [.allow: allowedMethods]) }
             for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
                 router.on(route.path, method: method) { _, _ -> Response in throw HTTPError(.methodNotAllowed) }
             }
@@ -165,6 +167,9 @@ public enum ReportAPIApp {
     }
 }
 
+/// The methods each of the API's paths answers.
+private let allowedMethods = "GET, HEAD, OPTIONS"
+
 private func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
     json(ByteBuffer(string: body), status: status)
 }
@@ -187,7 +192,8 @@ extension Request {
 }
 
 /// Turns every error into a JSON answer that shows no internals: 400 for a bad query, 404 for an unknown path,
-/// 405 for a method other than GET on a known one, 503 while the database is unreachable, 500 (logged, with no detail in the answer) for anything else.
+/// 405 for a method the path does not allow, 503 while the database is unreachable, 500 (logged, with no detail in
+/// the answer) for anything else. (Answering HEAD, the server sends the headers alone.)
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -202,7 +208,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return json(ReportJSON.error("no such path: \(request.uri.path)"), status: .notFound)
         } catch let error as HTTPError where error.status == .methodNotAllowed {
             var answer = json(ReportJSON.error("this API is read-only: use GET"), status: .methodNotAllowed)
-            answer.headers[.allow] = "GET"
+            answer.headers[.allow] = allowedMethods
             return answer
         } catch let error as PostgresError where error.isRetriable {
             logger.warning("The database is unavailable", metadata: [LogKey.error: "\(error.debugDescription)"])

@@ -222,8 +222,45 @@ struct ReportAPITests {
             }
             return answers
         }
-        let readOnly = #"405 GET {"error":"this API is read-only: use GET"}"#
+        let readOnly = #"405 GET, HEAD, OPTIONS {"error":"this API is read-only: use GET"}"#
         #expect(answers == [readOnly, readOnly, readOnly, #"404 - {"error":"no such path: /no/such/path"}"#])
+    }
+
+    /// Over a live connection, kept alive between the requests: a body sent after a HEAD answer would be read as
+    /// the next answer.
+    @Test func headAnswersAsGetWithoutTheBodyAndOptionsNamesTheAllowedMethods() async throws {
+        let router = try Self.routerWithoutDatabase()
+        let answers = try await Application(router: router).test(.live) { client in
+            var answers: [String] = []
+            for uri in ["/health_check", "/api/reports/daily_usage?tz=Mars", "/openapi.json", "/no/such/path"] {
+                let (status, length, type) = try await client.execute(uri: uri, method: .get) { response in
+                    (response.status.code, response.body.readableBytes, response.headers[.contentType] ?? "-")
+                }
+                try await client.execute(uri: uri, method: .head) { response in
+                    let same =
+                        response.status.code == status && response.headers[.contentLength] == String(length)
+                        && response.headers[.contentType] == type
+                    answers.append(
+                        "HEAD \(uri) \(response.status.code) as GET: \(same), body: \(response.body.readableBytes)")
+                }
+            }
+            for uri in ["/api/reports/summary", "/metrics", "/no/such/path"] {
+                try await client.execute(uri: uri, method: .options) { response in
+                    answers.append("OPTIONS \(uri) \(response.status.code) \(response.headers[.allow] ?? "-")")
+                }
+            }
+            return answers
+        }
+        #expect(
+            answers == [
+                "HEAD /health_check 200 as GET: true, body: 0",
+                "HEAD /api/reports/daily_usage?tz=Mars 400 as GET: true, body: 0",
+                "HEAD /openapi.json 200 as GET: true, body: 0",
+                "HEAD /no/such/path 404 as GET: true, body: 0",
+                "OPTIONS /api/reports/summary 200 GET, HEAD, OPTIONS",
+                "OPTIONS /metrics 200 GET, HEAD, OPTIONS",
+                "OPTIONS /no/such/path 404 -",
+            ])
     }
 
     @Test func metricsCountAnswersByRouteAndStatusAndTimeThemByRoute() async throws {
