@@ -67,7 +67,8 @@ struct LineLogHandler: LogHandler {
     }
 
     /// The logger's metadata, then the provider's, then the line's own, each overriding the one before, as
-    /// `StreamLogHandler` merges them.
+    /// `StreamLogHandler` merges them; control characters escaped, since values carry text from messages,
+    /// requests and servers.
     func log(event: LogEvent) {
         var event = event
         if !metadata.isEmpty {
@@ -76,6 +77,19 @@ struct LineLogHandler: LogHandler {
             merged.merge(event.metadata ?? [:]) { _, explicit in explicit }
             event.metadata = merged
         }
+        event.message = "\(event.message.description.escapingControlCharacters)"
+        event.metadata = event.metadata?.mapValues(\.escapingControlCharacters)
         stream.log(event: event)
+    }
+}
+
+extension Logger.MetadataValue {
+    fileprivate var escapingControlCharacters: Logger.MetadataValue {
+        switch self {
+        case .string(let text): .string(text.escapingControlCharacters)
+        case .stringConvertible(let value): .string(value.description.escapingControlCharacters)
+        case .array(let values): .array(values.map(\.escapingControlCharacters))
+        case .dictionary(let values): .dictionary(values.mapValues(\.escapingControlCharacters))
+        }
     }
 }

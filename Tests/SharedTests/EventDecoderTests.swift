@@ -58,6 +58,18 @@ struct EventDecoderTests {
         #expect(event.occurredAt.rfc3339 == "2023-02-08T02:44:58.000000Z")
     }
 
+    @Test(
+        "occurred_at may separate date and time by a space and write T and Z in lower case (RFC 3339 section 5.6)",
+        arguments: [
+            ("2023-02-08 08:29:58Z", "2023-02-08T08:29:58.000000Z"),
+            ("2023-02-08t08:29:58z", "2023-02-08T08:29:58.000000Z"),
+            ("2023-02-08 08:29:58+05:30", "2023-02-08T02:59:58.000000Z"),
+        ])
+    func acceptsTheSeparatorsOfSection5_6(_ occurredAt: String, _ expected: String) throws {
+        let event = try decode(Self.checkin(replacing: "occurred_at", with: "\"\(occurredAt)\""))
+        #expect(event.occurredAt.rfc3339 == expected)
+    }
+
     @Test func readsKeysAndValuesWrittenWithEscapes() throws {
         let event = try decode(
             #"{"event\u005fid":"6f1c1f0e-5a53-4c8e-9d7e-2f4c1b9a0d1\u0031","\u0074ype":"check\u0069n","user_id":9,"#
@@ -164,8 +176,8 @@ struct EventDecoderTests {
             #"occurred_at has no offset (add Z or ±HH:MM), got "2023-02-08T08:29:58""#
         ),
         (
-            checkin(replacing: "occurred_at", with: "\"2023-02-08 08:29:58Z\""), .invalidValue,
-            #"occurred_at must be an RFC 3339 timestamp, got "2023-02-08 08:29:58Z""#
+            checkin(replacing: "occurred_at", with: "\"2023-02-08  08:29:58Z\""), .invalidValue,
+            #"occurred_at must be an RFC 3339 timestamp, got "2023-02-08  08:29:58Z""#
         ),
         (
             checkin(replacing: "occurred_at", with: "\"2023-02-30T08:29:58Z\""), .invalidValue,
@@ -203,6 +215,10 @@ struct EventDecoderTests {
         (
             checkin(replacing: "space_id", with: "\"\(String(repeating: "a", count: 65))\""), .invalidValue,
             "space_id must be 1 to 64 of A-Z a-z 0-9 . _ -, got \"\(String(repeating: "a", count: 64))…\""
+        ),
+        (
+            checkin(replacing: "space_id", with: #""a\nb\u001b[31mc\u0085d\u2028e\te""#), .invalidValue,
+            #"space_id must be 1 to 64 of A-Z a-z 0-9 . _ -, got "a\nb\u{1B}[31mc\u{85}d\u{2028}e\te""#
         ),
         (
             checkin(replacing: "space_id", with: "\"café\""), .invalidValue,

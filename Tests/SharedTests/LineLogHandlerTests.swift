@@ -52,4 +52,21 @@ struct LineLogHandlerTests {
             ])
         #expect(line.lines == stream.lines)
     }
+
+    @Test func escapesEveryControlCharacterOfMessagesAndMetadata() {
+        let capture = Capture()
+        var handler = LineLogHandler(StreamLogHandler(label: "test", stream: capture, metadataProvider: nil))
+        handler.logLevel = .info
+        let logger = Logger(label: "test") { _ in handler }
+        logger.info(
+            "refused\r\nforged line",
+            metadata: [
+                "reason": "a\u{1B}[2Jb\tc\u{0}d\u{7F}e\u{85}f\u{2028}g",
+                "nested": .array([.dictionary(["key": "x\ny"])]),
+            ])
+        #expect(
+            capture.lines == [
+                #" info test: nested=[["key": "x\\ny"]] reason=a\u{1B}[2Jb\tc\u{0}d\u{7F}e\u{85}f\u{2028}g [SharedTests] refused\r\nforged line"#
+            ])
+    }
 }

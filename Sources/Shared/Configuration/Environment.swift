@@ -65,8 +65,9 @@ public struct Environment: Sendable {
     }
 }
 
-/// `text` in quotes, cut to a length that keeps an error message on one readable line.
+/// `text` in quotes, cut to a length that keeps an error message on one readable line, its control characters
+/// escaped.
 public func quoted(_ text: String, limit: Int = 64) -> String {
     let cut = text.count > limit ? String(text.prefix(limit)) + "…" : text
-    return "\"" + cut.replacingOccurrences(of: "\n", with: "\\n") + "\""
+    return "\"" + cut.escapingControlCharacters + "\""
 }

@@ -75,8 +75,9 @@ extension Timestamp {
         case invalidField
     }
 
-    /// Parses RFC 3339 (`2023-02-08T08:29:58.224425Z`, `2023-02-08T10:29:58+02:00`): `T` or `t` between date and
-    /// time, `Z`, `z` or `±HH:MM` after it, any number of fraction digits, of which six are kept (truncated).
+    /// Parses RFC 3339 (`2023-02-08T08:29:58.224425Z`, `2023-02-08T10:29:58+02:00`): `T`, `t` or a space between
+    /// date and time (section 5.6 lets applications choose the space), `Z`, `z` or `±HH:MM` after it, any number
+    /// of fraction digits, of which six are kept (truncated).
     public init(rfc3339 text: String) throws(ParseProblem) {
         var text = text
         let result = text.withUTF8 { bytes in Result { () throws(ParseProblem) in try Timestamp(rfc3339: bytes) } }
@@ -120,11 +121,8 @@ private struct RFC3339Parser {
 
     /// Takes the next byte, which must be the ASCII `first` or `second`. `Character` parameters had cost a
     /// String's Unicode handling on every timestamp the consumer reads.
-    private mutating func expect(_ first: Unicode.Scalar, or second: Unicode.Scalar? = nil)
-        throws(Timestamp.ParseProblem)
-    {
-        guard let byte = take(), byte == UInt8(ascii: first) || (second.map { byte == UInt8(ascii: $0) } ?? false)
-        else { throw .malformed }
+    private mutating func expect(_ accepted: Unicode.Scalar...) throws(Timestamp.ParseProblem) {
+        guard let byte = take(), accepted.contains(where: { byte == UInt8(ascii: $0) }) else { throw .malformed }
     }
 
     mutating func parse() throws(Timestamp.ParseProblem) -> Timestamp {
@@ -133,7 +131,7 @@ private struct RFC3339Parser {
         let month = try digits(2)
         try expect("-")
         let day = try digits(2)
-        try expect("T", or: "t")
+        try expect("T", "t", " ")
         let hour = try digits(2)
         try expect(":")
         let minute = try digits(2)
