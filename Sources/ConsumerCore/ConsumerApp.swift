@@ -45,7 +45,12 @@ public enum ConsumerApp {
             router: router,
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.bindAddress, port: settings.metricsPort), serverName: nil),
-            logger: logger)
+            onServerRunning: { channel in
+                logger.info(
+                    "Serving probes and metrics",
+                    metadata: [LogKey.httpAddress: "\(channel.localAddress.map { "\($0)" } ?? "")"])
+            },
+            logger: logger.forFramework)
     }
 
     /// A Prometheus metrics factory with the consumer's histogram buckets, for `MetricsSystem.bootstrap`.

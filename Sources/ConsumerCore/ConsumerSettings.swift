@@ -7,6 +7,9 @@ public struct ConsumerSettings: Sendable {
     public var amqp: AMQPConfiguration
     public var topology: Topology
     public var rules: EventRules
+    /// `REPORT_TIMEZONES`: the zones the consumer expects `consumer migrate` to have recorded. A batch folds the zones
+    /// recorded in the database; the setting is checked at start, and a difference is logged.
+    public var zones: ReportZones
     /// `BATCH_SIZE`: events folded per transaction at most; default 4000. A fold writes each rollup row once per
     /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 4000 folded about
     /// twice as fast as 1000, and drained 10 to 20 % faster than 3000 at the same peak RSS, about 56 MiB then; 5000
@@ -42,7 +45,8 @@ public struct ConsumerSettings: Sendable {
 
     public init(
         database: PostgresConfiguration, amqp: AMQPConfiguration = AMQPConfiguration(), topology: Topology = Topology(),
-        rules: EventRules = EventRules(), batchSize: Int = ConsumerSettings.defaultBatchSize,
+        rules: EventRules = EventRules(), zones: ReportZones = ReportZones(folded: ["UTC"], defaultZone: "UTC"),
+        batchSize: Int = ConsumerSettings.defaultBatchSize,
         batchMaxDelay: Duration = .milliseconds(200), foldConnections: Int = ConsumerSettings.defaultFoldConnections,
         prefetch: Int? = nil, shutdownDeadline: Duration = .seconds(20), metricsPort: Int = 9090,
         bindAddress: String = "0.0.0.0", logLevel: Logger.Level = .info
@@ -51,6 +55,7 @@ public struct ConsumerSettings: Sendable {
         self.amqp = amqp
         self.topology = topology
         self.rules = rules
+        self.zones = zones
         self.batchSize = batchSize
         self.batchMaxDelay = batchMaxDelay
         self.foldConnections = foldConnections
@@ -76,6 +81,7 @@ public struct ConsumerSettings: Sendable {
             amqp: try AMQPConfiguration.fromEnvironment(environment),
             topology: try Topology.fromEnvironment(environment),
             rules: try EventRules.fromEnvironment(environment),
+            zones: try ReportZones.fromEnvironment(environment),
             batchSize: batchSize,
             batchMaxDelay: .milliseconds(try environment.integer("BATCH_MAX_DELAY_MS", default: 200, in: 0...60_000)),
             foldConnections: foldConnections,

@@ -38,6 +38,11 @@ actor DatabaseStage {
         }
     }
 
+    /// The zones `consumer migrate` recorded, which every fold keeps daily rows for.
+    func recordedZones() async throws -> Set<String> {
+        Set(try await usableConnection().query("SELECT zone FROM report_zones").rows.map { try $0.string(0) })
+    }
+
     /// A fold's result, and the events the database refused (by index), each with the error.
     struct Outcome: Sendable {
         var result: FoldResult

@@ -66,6 +66,15 @@ public final class RollupConsumer: Service {
         while !stopping {
             do {
                 for database in databases { try await database.checkSchema() }
+                let recorded = try await databases[0].recordedZones()
+                if recorded != Set(settings.zones.folded) {
+                    logger.warning(
+                        "REPORT_TIMEZONES differs from the zones the database keeps; run consumer migrate to apply it",
+                        metadata: [
+                            LogKey.zonesConfigured: "\(settings.zones.folded.joined(separator: ","))",
+                            LogKey.zonesRecorded: "\(recorded.sorted().joined(separator: ","))",
+                        ])
+                }
                 return
             } catch let error as PostgresError where error.isRetriable {
                 attempt += 1

@@ -64,7 +64,11 @@ public enum ReportAPIApp {
             router: router,
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.bindAddress, port: settings.port), serverName: nil),
-            logger: logger)
+            onServerRunning: { channel in
+                logger.info(
+                    "Serving reports", metadata: [LogKey.httpAddress: "\(channel.localAddress.map { "\($0)" } ?? "")"])
+            },
+            logger: logger.forFramework)
     }
 
     /// The routes, separate from the server so that tests drive them with HummingbirdTesting.

@@ -15,6 +15,9 @@ public enum LogKey {
     public static let batchDuplicates = "batch.duplicates"
     public static let notice = "db.notice"
     public static let schemaVersion = "schema.version"
+    public static let zonesConfigured = "zones.configured"
+    public static let zonesRecorded = "zones.recorded"
+    public static let httpAddress = "http.address"
     public static let attempt = "retry.attempt"
     public static let delay = "retry.delay"
 }

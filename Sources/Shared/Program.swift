@@ -93,3 +93,14 @@ extension Logger.MetadataValue {
         }
     }
 }
+
+extension Logger {
+    /// The logger to give an HTTP framework's server: the program reports a failure that stops the server in one
+    /// line of its own, so the framework's lines about the same failure (shutdown errors, cancelled children) are
+    /// kept out, and only what it deems critical is let through.
+    public var forFramework: Logger {
+        var logger = self
+        logger.logLevel = .critical
+        return logger
+    }
+}

@@ -72,24 +72,9 @@ struct ProducerTests {
             "DROP SCHEMA \(legacy.schema) CASCADE")
     }
 
-    /// Runs the `producer` executable built beside the test bundle; returns its exit status and its output.
+    /// Runs the `producer` executable; returns its exit status and its output.
     static func producer(_ arguments: [String], exchange: String) throws -> (Int32, String, String) {
-        let process = Process()
-        process.executableURL = FaultTests.consumerBinary.deletingLastPathComponent().appendingPathComponent("producer")
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["EXCHANGE"] = exchange
-        environment["LOG_LEVEL"] = "error"
-        process.environment = environment
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, out, err)
+        try ProgramStartTests.run("producer", arguments, environment: ["EXCHANGE": exchange, "LOG_LEVEL": "error"])
     }
 
     @Test func theCommandsReportWhatWasConfirmedAndRefuseBadLines() async throws {

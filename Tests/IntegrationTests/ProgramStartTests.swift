@@ -1,0 +1,69 @@
+import Foundation
+import Glibc
+import Testing
+
+/// The built programs run as operators run them: a bad setting or a failure to start is one line on standard error
+/// and an exit status, never the HTTP framework's own lines about the same failure.
+@Suite
+struct ProgramStartTests {
+    /// Runs an executable built beside the test bundle; returns its exit status, standard output and standard error.
+    static func run(_ name: String, _ arguments: [String], environment changes: [String: String] = [:]) throws
+        -> (status: Int32, output: String, errors: String)
+    {
+        let process = Process()
+        process.executableURL = FaultTests.consumerBinary.deletingLastPathComponent().appendingPathComponent(name)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(changes) { _, changed in changed }
+        let (output, errors) = (Pipe(), Pipe())
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, out, err)
+    }
+
+    @Test(
+        "every program that reads REPORT_TIMEZONES stops on an unknown zone with one line and status 2",
+        arguments: [("consumer", ["run"]), ("consumer", ["migrate"]), ("report-api", [])])
+    func anUnknownZoneStopsTheProgram(_ program: String, _ arguments: [String]) throws {
+        let result = try Self.run(program, arguments, environment: ["REPORT_TIMEZONES": "UTC,Mars/Olympus_Mons"])
+        #expect(result.status == 2)
+        #expect(result.errors == "configuration error: REPORT_TIMEZONES names an unknown time zone \"Mars/Olympus_Mons\"\n")
+    }
+
+    @Test(
+        "a port in use stops the program with one line and status 1",
+        arguments: [("consumer", ["run"], "METRICS_PORT"), ("report-api", [], "APP_PORT")])
+    func aPortInUseIsOneLine(_ program: String, _ arguments: [String], _ portVariable: String) throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 1) == 0
+                    && getsockname(listener, $0, &length) == 0
+            }
+        }
+        try #require(bound)
+        let port = UInt16(bigEndian: address.sin_port)
+
+        // At level error, the framework's lines about a failed start would show, were they let through. The
+        // database is unreachable, so that the consumer waits for it rather than stop for another reason first.
+        let result = try Self.run(
+            program, arguments,
+            environment: [
+                portVariable: "\(port)", "BIND_ADDRESS": "127.0.0.1", "LOG_LEVEL": "error",
+                "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            ])
+        #expect(result.status == 1)
+        let lines = result.errors.split(separator: "\n")
+        #expect(lines.count == 1, "\(result.errors)")
+        #expect(lines.first?.contains("critical") == true)
+        #expect(lines.first?.contains("Address already in use") == true)
+    }
+}
