@@ -30,7 +30,8 @@ struct ProgramStartTests {
     func anUnknownZoneStopsTheProgram(_ program: String, _ arguments: [String]) throws {
         let result = try Self.run(program, arguments, environment: ["REPORT_TIMEZONES": "UTC,Mars/Olympus_Mons"])
         #expect(result.status == 2)
-        #expect(result.errors == "configuration error: REPORT_TIMEZONES names an unknown time zone \"Mars/Olympus_Mons\"\n")
+        #expect(
+            result.errors == "configuration error: REPORT_TIMEZONES names an unknown time zone \"Mars/Olympus_Mons\"\n")
     }
 
     @Test(
