@@ -1,5 +1,7 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
+import NIOCore
 import Prometheus
 import Shared
 
@@ -15,6 +17,16 @@ public struct ReportAPISettings: Sendable {
     public var bindAddress: String
     /// `DB_POOL_SIZE`: database connections at most, default 4 (two per core: more only queue inside PostgreSQL).
     public var poolSize: Int
+    /// `DB_STATEMENT_TIMEOUT_MS`: the longest a report's query may run, default 5000; past it the answer is 503.
+    public var statementTimeout: Duration
+    /// `DB_POOL_TIMEOUT_MS`: the longest a request waits for a free database connection, default 1000; past it the
+    /// answer is 503 with `Retry-After`.
+    public var poolTimeout: Duration
+    /// `HTTP_IDLE_TIMEOUT_S`: a kept-alive connection without a request is closed after this long, default 60.
+    public var idleTimeout: Duration
+    /// `HTTP_WRITE_TIMEOUT_S`: a connection whose client reads nothing of an answer for this long is closed,
+    /// default 30.
+    public var writeTimeout: Duration
     /// `REPORT_CACHE_MS`: how long an answer of `daily_usage`, `hourly_usage` or `summary` is reused for the same
     /// path and query, as sent; default 1000, 0 turns the cache off. Once expired, an answer is still given, for as
     /// long again at most, while one request computes the next, so answers are at most twice that staler than the
@@ -24,10 +36,17 @@ public struct ReportAPISettings: Sendable {
 
     public init(
         database: PostgresConfiguration, zones: ReportZones = ReportZones(folded: ["UTC"], defaultZone: "UTC"),
-        port: Int = 5153, bindAddress: String = "0.0.0.0", poolSize: Int = 4, cacheLifetime: Duration = .seconds(1),
-        logLevel: Logger.Level = .info
+        port: Int = 5153, bindAddress: String = "0.0.0.0", poolSize: Int = 4, statementTimeout: Duration = .seconds(5),
+        poolTimeout: Duration = .seconds(1), idleTimeout: Duration = .seconds(60),
+        writeTimeout: Duration = .seconds(30),
+        cacheLifetime: Duration = .seconds(1), logLevel: Logger.Level = .info
     ) {
         self.database = database
+        self.database.statementTimeout = statementTimeout
+        self.statementTimeout = statementTimeout
+        self.poolTimeout = poolTimeout
+        self.idleTimeout = idleTimeout
+        self.writeTimeout = writeTimeout
         self.zones = zones
         self.port = port
         self.bindAddress = bindAddress
@@ -45,6 +64,11 @@ public struct ReportAPISettings: Sendable {
             port: try environment.integer("APP_PORT", default: 5153, in: 1...65_535),
             bindAddress: environment["BIND_ADDRESS"] ?? "0.0.0.0",
             poolSize: try environment.integer("DB_POOL_SIZE", default: 4, in: 1...100),
+            statementTimeout: .milliseconds(
+                try environment.integer("DB_STATEMENT_TIMEOUT_MS", default: 5_000, in: 1...600_000)),
+            poolTimeout: .milliseconds(try environment.integer("DB_POOL_TIMEOUT_MS", default: 1_000, in: 1...60_000)),
+            idleTimeout: .seconds(try environment.integer("HTTP_IDLE_TIMEOUT_S", default: 60, in: 1...3_600)),
+            writeTimeout: .seconds(try environment.integer("HTTP_WRITE_TIMEOUT_S", default: 30, in: 1...3_600)),
             cacheLifetime: .milliseconds(try environment.integer("REPORT_CACHE_MS", default: 1_000, in: 0...3_600_000)),
             logLevel: try Logger.Level.fromEnvironment(environment))
     }
@@ -55,13 +79,20 @@ public enum ReportAPIApp {
     public static func buildApplication(
         settings: ReportAPISettings, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> some ApplicationProtocol {
-        let pool = PostgresPool(configuration: settings.database, maxConnections: settings.poolSize, logger: logger)
+        let pool = PostgresPool(
+            configuration: settings.database, maxConnections: settings.poolSize, acquireTimeout: settings.poolTimeout,
+            logger: logger)
         let router = buildRouter(
             store: ReportStore(pool: pool), defaultZone: settings.zones.defaultZone,
             cacheLifetime: settings.cacheLifetime,
             registry: registry, logger: logger)
+        let writeTimeout = TimeAmount(settings.writeTimeout)
         return Application(
             router: router,
+            server: .http1(
+                configuration: HTTP1Channel.Configuration(
+                    additionalChannelHandlers: [StalledWriteHandler(timeout: writeTimeout)],
+                    idleTimeout: TimeAmount(settings.idleTimeout))),
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.bindAddress, port: settings.port), serverName: nil),
             onServerRunning: { channel in
@@ -82,21 +113,11 @@ public enum ReportAPIApp {
         let router = Router(options: .autoGenerateHeadEndpoints)
         // Outermost, so that metrics count the answers the error middleware makes of errors.
         router.add(middleware: RequestMetricsMiddleware(metrics: RequestMetrics(registry: registry)))
-        router.add(middleware: JSONErrorMiddleware(logger: logger))
+        router.add(middleware: JSONErrorMiddleware(logger: logger, statementTimeout: store.statementTimeout))
 
         router.get("health_check") { _, _ in text("ok") }
         router.get("readiness_check") { _, _ -> Response in
-            let answered = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { (try? await store.ping()) != nil }
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(2))
-                    return false
-                }
-                let first = await group.next() ?? false
-                group.cancelAll()
-                return first
-            }
-            return answered ? text("ok") : text("failed", status: .serviceUnavailable)
+            await store.databaseAnswers(within: .seconds(2)) ? text("ok") : text("failed", status: .serviceUnavailable)
         }
         // The cached reports are keyed by the request's path and query as sent, and parsed only when computed: a
         // repeated query is answered without parsing it again, and a bad one is never cached.
@@ -148,8 +169,8 @@ public enum ReportAPIApp {
         return router
     }
 
-    /// Every user, streamed a cursor page at a time. Once the first bytes are sent the status is 200: a failure
-    /// after that cuts the body short (the client sees invalid JSON) and is logged.
+    /// Every user, streamed a page at a time. Once the first bytes are sent the status is 200: a failure after that
+    /// cuts the body short (the client sees invalid JSON) and is logged.
     private static func streamedUserVisits(store: ReportStore, after: Int32, logger: Logger) -> Response {
         Response(
             status: .ok, headers: [.contentType: "application/json"],
@@ -200,6 +221,15 @@ extension Request {
 /// the answer) for anything else. (Answering HEAD, the server sends the headers alone.)
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
+    /// Named in the answer when a query runs past it.
+    let statementTimeout: Duration
+
+    /// A 503 that tells clients when to try again.
+    private func unavailable(_ message: String) -> Response {
+        var answer = json(ReportJSON.error(message), status: .serviceUnavailable)
+        answer.headers[.retryAfter] = "1"
+        return answer
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
@@ -214,9 +244,18 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             var answer = json(ReportJSON.error("this API is read-only: use GET"), status: .methodNotAllowed)
             answer.headers[.allow] = allowedMethods
             return answer
+        } catch let error as PostgresError where error.isStatementTimeout {
+            logger.warning(
+                "A report ran past the statement timeout", metadata: [LogKey.error: "\(error.debugDescription)"])
+            return unavailable(
+                "the report took longer than the statement timeout (DB_STATEMENT_TIMEOUT_MS, "
+                    + "\(statementTimeout.milliseconds) ms): narrow the range or try again later")
+        } catch let error as PostgresError where error.code == .poolExhausted {
+            logger.warning("No database connection was free", metadata: [LogKey.error: "\(error.debugDescription)"])
+            return unavailable(error.message)
         } catch let error as PostgresError where error.isRetriable {
             logger.warning("The database is unavailable", metadata: [LogKey.error: "\(error.debugDescription)"])
-            return json(ReportJSON.error("the database is unavailable; try again shortly"), status: .serviceUnavailable)
+            return unavailable("the database is unavailable; try again shortly")
         } catch {
             logger.error("A request failed", metadata: [LogKey.error: "\(String(reflecting: error))"])
             return json(ReportJSON.error("internal error"), status: .internalServerError)

@@ -6,12 +6,21 @@ import Synchronization
 /// zone that `consumer migrate` marked ready, else the 15-minute rows, which are exact for any zone.
 public struct ReportStore: Sendable {
     let pool: PostgresPool
+    /// One connection of its own for the readiness probe, so that a pool busy with slow reports never makes the
+    /// probe wait or fail while the database answers.
+    private let probePool: PostgresPool
     private let readyZones: ReadyZones
 
     public init(pool: PostgresPool) {
         self.pool = pool
+        self.probePool = PostgresPool(
+            configuration: pool.configuration, maxConnections: 1, acquireTimeout: .seconds(2),
+            logger: Logger(label: "report-api.probe"))
         self.readyZones = ReadyZones()
     }
+
+    /// The reports' statement timeout, zero for none.
+    var statementTimeout: Duration { pool.configuration.statementTimeout ?? .zero }
 
     /// Visits per local day, ascending; days without visits are left out.
     public func dailyUsage(_ query: UsageQuery) async throws -> [(day: String, visits: Int)] {
@@ -105,25 +114,21 @@ public struct ReportStore: Sendable {
         return try rows.rows.map(Self.userVisits)
     }
 
-    /// Every user with at least one visit after `after`, handed to `body` a page at a time from a cursor, so
-    /// that any number of users takes the memory of one page.
+    /// Every user with at least one visit after `after`, handed to `body` a page at a time, so that any number of
+    /// users takes the memory of one page. Each page is read on a connection taken from the pool and returned
+    /// before `body` runs (the next page starts after the last id of this one), so a client that reads slowly, or
+    /// not at all, holds no database connection. Pages are not one snapshot: a fold that commits between two pages
+    /// shows in the later one.
     public func streamUserVisits(after: Int32, pageSize: Int = 1_000, _ body: ([UserVisits]) async throws -> Void)
         async throws
     {
-        try await pool.withConnection { connection in
-            try await connection.execute("BEGIN READ ONLY")
-            do {
-                try await connection.query("DECLARE users NO SCROLL CURSOR FOR " + Self.userVisitsSQL, [after])
-                while true {
-                    let page = try await connection.query("FETCH \(pageSize) FROM users").rows.map(Self.userVisits)
-                    if page.isEmpty { break }
-                    try await body(page)
-                }
-                try await connection.execute("COMMIT")
-            } catch {
-                if connection.isUsable { try? await connection.execute("ROLLBACK") }
-                throw error
-            }
+        var last = after
+        while true {
+            let page = try await userVisits(after: last, limit: pageSize)
+            guard let lastUser = page.last else { return }
+            try await body(page)
+            guard page.count == pageSize else { return }
+            last = Int32(lastUser.userID)
         }
     }
 
@@ -155,9 +160,34 @@ public struct ReportStore: Sendable {
             lastCheckin: try row.optionalTimestamp(3), lastFolded: try row.optionalTimestamp(4))
     }
 
-    /// Whether the database answers `SELECT 1`.
-    public func ping() async throws {
-        _ = try await pool.withConnection { try await $0.query("SELECT 1") }
+    /// Whether the database answers `SELECT 1` within `deadline`. A probe that has not answered by then is left to
+    /// end by itself (its connection's timeouts bound it), and the answer is no at the deadline.
+    public func databaseAnswers(within deadline: Duration) async -> Bool {
+        let probePool = self.probePool
+        return await withCheckedContinuation { continuation in
+            let answer = FirstAnswer(continuation)
+            Task {
+                let answered = try? await probePool.withConnection { try await $0.query("SELECT 1") }
+                answer.give(answered != nil)
+            }
+            Task {
+                try? await Task.sleep(for: deadline)
+                answer.give(false)
+            }
+        }
+    }
+}
+
+/// A continuation resumed by the first of several racers; the others' answers are dropped.
+private final class FirstAnswer: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Bool, Never>?>
+
+    init(_ continuation: CheckedContinuation<Bool, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func give(_ answer: Bool) {
+        continuation.withLock { $0.take() }?.resume(returning: answer)
     }
 }
 

@@ -31,7 +31,7 @@ struct ConsumerHarness {
     ) throws -> ConsumerSettings {
         var settings = ConsumerSettings(
             database: try TestServers.database(schema: schema), amqp: try TestServers.amqp(), topology: topology,
-            batchSize: batchSize, batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
+            zones: ReportZones(folded: zones, defaultZone: "UTC"), batchSize: batchSize, batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
             shutdownDeadline: .seconds(10))
         change(&settings)
         return settings
@@ -45,6 +45,7 @@ struct ConsumerHarness {
         environment["QUEUE"] = topology.queue
         environment["DEAD_LETTER_EXCHANGE"] = topology.deadLetterExchange
         environment["DELIVERY_LIMIT"] = String(topology.deliveryLimit)
+        environment["REPORT_TIMEZONES"] = zones.joined(separator: ",")
         environment["BATCH_SIZE"] = String(batchSize)
         environment["BATCH_MAX_DELAY_MS"] = "50"
         environment["METRICS_PORT"] = String(Int.random(in: 20_000..<30_000))

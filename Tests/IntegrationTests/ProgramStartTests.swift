@@ -38,20 +38,8 @@ struct ProgramStartTests {
         "a port in use stops the program with one line and status 1",
         arguments: [("consumer", ["run"], "METRICS_PORT"), ("report-api", [], "APP_PORT")])
     func aPortInUseIsOneLine(_ program: String, _ arguments: [String], _ portVariable: String) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 1) == 0
-                    && getsockname(listener, $0, &length) == 0
-            }
-        }
-        try #require(bound)
-        let port = UInt16(bigEndian: address.sin_port)
+        let listener = try TCPListener()
+        let port = listener.port
 
         // At level error, the framework's lines about a failed start would show, were they let through. The
         // database is unreachable, so that the consumer waits for it rather than stop for another reason first.

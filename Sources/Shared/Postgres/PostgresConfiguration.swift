@@ -19,6 +19,8 @@ public struct PostgresConfiguration: Sendable, Equatable {
     public var options: [String: String]
     /// Shown in `pg_stat_activity`, to tell the programs apart.
     public var applicationName: String
+    /// The server cancels a statement that runs longer (`statement_timeout`); nil for no limit.
+    public var statementTimeout: Duration?
 
     public init(
         host: String = "localhost", port: Int = 5432, database: String, user: String, password: String? = nil,
@@ -34,13 +36,17 @@ public struct PostgresConfiguration: Sendable, Equatable {
         self.applicationName = applicationName
     }
 
+    /// libpq's `sslmode` values, weakest first.
+    static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
     /// The libpq keywords this configuration may pass on from a URL's query.
     public static let passedOptions: Set<String> = [
         "sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "target_session_attrs", "keepalives_idle",
     ]
 
-    /// `DATABASE_URL` when set (it wins), else `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USERNAME`, `DB_PASSWORD`;
-    /// `DB_SCHEMA` in both cases.
+    /// `DATABASE_URL` when set (it wins), else `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USERNAME`, `DB_PASSWORD`,
+    /// `DB_SSLMODE` and `DB_SSLROOTCERT` (libpq's `sslmode` and `sslrootcert`: `verify-full` with the CA of a managed
+    /// database); `DB_SCHEMA` in both cases.
     public static func fromEnvironment(_ environment: Environment, applicationName: String) throws(ConfigurationError)
         -> PostgresConfiguration
     {
@@ -55,6 +61,21 @@ public struct PostgresConfiguration: Sendable, Equatable {
                 user: try environment.required("DB_USERNAME"),
                 password: environment["DB_PASSWORD"]
             )
+            if let mode = environment["DB_SSLMODE"] {
+                guard Self.sslModes.contains(mode) else {
+                    throw ConfigurationError(
+                        variable: "DB_SSLMODE",
+                        problem: "must be one of \(Self.sslModes.joined(separator: ", ")), got \(quoted(mode))")
+                }
+                configuration.options["sslmode"] = mode
+            }
+            if let rootCertificate = environment["DB_SSLROOTCERT"] {
+                guard FileManager.default.isReadableFile(atPath: rootCertificate) else {
+                    throw ConfigurationError(
+                        variable: "DB_SSLROOTCERT", problem: "names no readable file \(quoted(rootCertificate))")
+                }
+                configuration.options["sslrootcert"] = rootCertificate
+            }
         }
         if let schema = environment["DB_SCHEMA"] {
             guard isPlainIdentifier(schema) else {
@@ -108,7 +129,11 @@ public struct PostgresConfiguration: Sendable, Equatable {
             // Timestamps come back in UTC, and unqualified table names resolve in the pipeline's schema. No JIT:
             // every statement here takes milliseconds, and compiling one took hundreds when a row estimate was
             // off (the fold joins the few rows of `report_zones`, a table too small for autovacuum to analyze).
-            ("options", "-c TimeZone=UTC -c search_path=\(schema) -c jit=off"),
+            ("options", "-c TimeZone=UTC -c search_path=\(schema) -c jit=off" + statementTimeoutOption),
+            // A peer that vanished without closing (a host lost, a network cut) is noticed within a minute, rather
+            // than after the kernel's default of about two hours of retransmissions, during which a thread blocks.
+            ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"), ("keepalives_count", "3"),
+            ("tcp_user_timeout", "60000"),
         ]
         if let password { parameters.append(("password", password)) }
         for (key, value) in options.sorted(by: { $0.key < $1.key }) {
@@ -116,6 +141,13 @@ public struct PostgresConfiguration: Sendable, Equatable {
             parameters.append((key, value))
         }
         return parameters
+    }
+}
+
+extension PostgresConfiguration {
+    fileprivate var statementTimeoutOption: String {
+        guard let statementTimeout else { return "" }
+        return " -c statement_timeout=\(Int(statementTimeout / .milliseconds(1)))"
     }
 }
 

@@ -15,6 +15,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let statementFailed = Code(description: "statement failed")
         /// A result did not have the expected shape.
         public static let unexpectedResult = Code(description: "unexpected result")
+        /// Every connection of a pool stayed in use for as long as a caller may wait for one.
+        public static let poolExhausted = Code(description: "no connection free")
     }
 
     public var code: Code
@@ -36,7 +38,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     /// deadlocks, a server that is starting or shutting down, too many connections.
     public var isRetriable: Bool {
         switch code {
-        case .connectionFailed, .connectionLost: return true
+        case .connectionFailed, .connectionLost, .poolExhausted: return true
         case .statementFailed:
             guard let sqlState else { return false }
             return Self.retriableStates.contains(sqlState) || sqlState.hasPrefix("08")
@@ -49,6 +51,11 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     /// a refusal: no data would pass.
     public var isDataRefusal: Bool {
         code == .statementFailed && (sqlState?.hasPrefix("22") == true || sqlState?.hasPrefix("23") == true)
+    }
+
+    /// Whether the server cancelled the statement for running past `statement_timeout` (SQLSTATE 57014).
+    public var isStatementTimeout: Bool {
+        code == .statementFailed && sqlState == "57014"
     }
 
     private static let retriableStates: Set<String> = ["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"]

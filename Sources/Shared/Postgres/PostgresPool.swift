@@ -4,19 +4,41 @@ import Logging
 /// A small pool of PostgreSQL connections for a server that answers many requests at once (the report API).
 ///
 /// Connections are opened on demand up to `maxConnections` and reused; one that broke is dropped, and the next
-/// request opens a fresh one, so the pool recovers by itself once the database is back.
+/// request opens a fresh one, so the pool recovers by itself once the database is back. A caller waits for a
+/// connection at most `acquireTimeout`, then gets `poolExhausted`: slow statements or slow callers make others
+/// fail fast rather than queue without end.
 public actor PostgresPool {
     public nonisolated let configuration: PostgresConfiguration
     public nonisolated let maxConnections: Int
+    public nonisolated let acquireTimeout: Duration
     private let logger: Logger
     private var idle: [PostgresConnection] = []
     private var openCount = 0
-    /// Requests waiting for a connection; resumed with an idle connection, or with nil to open one themselves.
-    private var waiters = Deque<CheckedContinuation<PostgresConnection?, Never>>()
+    /// Requests waiting for a connection, oldest first.
+    private var waiters = Deque<Waiter>()
+    private var nextWaiterID = 0
 
-    public init(configuration: PostgresConfiguration, maxConnections: Int, logger: Logger) {
+    /// What a waiting request is handed: an idle connection, a free slot to open one in, or nothing in time.
+    private enum Handoff {
+        case connection(PostgresConnection)
+        case slot
+        case timedOut
+    }
+
+    private struct Waiter {
+        var id: Int
+        var continuation: CheckedContinuation<Handoff, Never>
+        /// Hands the waiter `.timedOut` once its wait is over; cancelled when it is served first.
+        var timer: Task<Void, Never>
+    }
+
+    public init(
+        configuration: PostgresConfiguration, maxConnections: Int, acquireTimeout: Duration = .seconds(1),
+        logger: Logger
+    ) {
         self.configuration = configuration
         self.maxConnections = max(1, maxConnections)
+        self.acquireTimeout = acquireTimeout
         self.logger = logger
     }
 
@@ -36,10 +58,17 @@ public actor PostgresPool {
 
     private func acquire() async throws -> PostgresConnection {
         if let connection = idle.popLast() { return connection }
-        if openCount >= maxConnections {
-            if let connection = await withCheckedContinuation({ waiters.append($0) }) { return connection }
-        } else {
+        if openCount < maxConnections {
             openCount += 1
+        } else {
+            switch await waitForHandoff() {
+            case .connection(let connection): return connection
+            case .slot: break
+            case .timedOut:
+                throw PostgresError(
+                    .poolExhausted,
+                    "every database connection stayed busy for \(acquireTimeout.milliseconds) ms; try again shortly")
+            }
         }
         do {
             return try await PostgresConnection.connect(configuration, logger: logger)
@@ -49,6 +78,31 @@ public actor PostgresPool {
         }
     }
 
+    private func waitForHandoff() async -> Handoff {
+        let id = nextWaiterID
+        nextWaiterID += 1
+        let timeout = acquireTimeout
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let timer = Task { [weak self] in
+                    try? await Task.sleep(for: timeout)
+                    await self?.hand(.timedOut, toWaiter: id)
+                }
+                waiters.append(Waiter(id: id, continuation: continuation, timer: timer))
+            }
+        } onCancel: {
+            Task { await self.hand(.timedOut, toWaiter: id) }
+        }
+    }
+
+    /// Ends the wait of waiter `id`, if it still waits.
+    private func hand(_ handoff: Handoff, toWaiter id: Int) {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
+        let waiter = waiters.remove(at: index)
+        waiter.timer.cancel()
+        waiter.continuation.resume(returning: handoff)
+    }
+
     private func release(_ connection: PostgresConnection) {
         guard connection.isUsable else {
             logger.debug("Dropping a broken database connection")
@@ -56,7 +110,8 @@ public actor PostgresPool {
             return
         }
         if let waiter = waiters.popFirst() {
-            waiter.resume(returning: connection)
+            waiter.timer.cancel()
+            waiter.continuation.resume(returning: .connection(connection))
         } else {
             idle.append(connection)
         }
@@ -65,9 +120,18 @@ public actor PostgresPool {
     /// A connection slot became free: hand it to a waiter, who opens a connection in it, or keep it.
     private func releaseSlot() {
         if let waiter = waiters.popFirst() {
-            waiter.resume(returning: nil)
+            waiter.timer.cancel()
+            waiter.continuation.resume(returning: .slot)
         } else {
             openCount -= 1
         }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for messages and settings.
+    public var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }
