@@ -39,6 +39,20 @@ struct PostgresConnectionTests {
         #expect(rows.columns.count == 7)
     }
 
+    @Test func aStatementPastTheTimeoutIsCancelledAndTheConnectionStaysUsable() async throws {
+        var configuration = try TestServers.database()
+        configuration.statementTimeout = .milliseconds(200)
+        let connection = try await PostgresConnection.connect(configuration, logger: TestServers.logger)
+        #expect(try await connection.query("SHOW statement_timeout")[0].string(0) == "200ms")
+        await #expect {
+            try await connection.query("SELECT pg_sleep(5)")
+        } throws: { error in
+            (error as? PostgresError)?.isStatementTimeout == true
+        }
+        #expect(connection.isUsable)
+        #expect(try await connection.query("SELECT 1")[0].int(0) == 1)
+    }
+
     @Test func aTransactionCommitsWhenItsBodyReturnsAndRollsBackWhenItThrows() async throws {
         try await Self.withSchema { connection, _ in
             try await connection.execute("CREATE TABLE t (id int PRIMARY KEY)")

@@ -32,9 +32,26 @@ struct ConfigurationTests {
         #expect(configuration.schema == "tenant_7")
     }
 
+    @Test func databaseTLSComesFromItsOwnVariablesWithoutAURL() throws {
+        let configuration = try PostgresConfiguration.fromEnvironment(
+            Environment([
+                "DB_HOST": "db.example", "DB_NAME": "coworking", "DB_USERNAME": "app", "DB_SSLMODE": "verify-full",
+                "DB_SSLROOTCERT": "/etc/hostname",
+            ]), applicationName: "test")
+        #expect(configuration.options == ["sslmode": "verify-full", "sslrootcert": "/etc/hostname"])
+    }
+
     @Test(
         "a bad database setting names its variable, and never echoes a password",
         arguments: [
+            (
+                ["DB_NAME": "x", "DB_USERNAME": "y", "DB_SSLMODE": "on"],
+                #"configuration error: DB_SSLMODE must be one of disable, allow, prefer, require, verify-ca, verify-full, got "on""#
+            ),
+            (
+                ["DB_NAME": "x", "DB_USERNAME": "y", "DB_SSLROOTCERT": "/no/such/ca.pem"],
+                #"configuration error: DB_SSLROOTCERT names no readable file "/no/such/ca.pem""#
+            ),
             (["DB_USERNAME": "app"], "configuration error: DB_NAME is required"),
             (["DB_NAME": "x"], "configuration error: DB_USERNAME is required"),
             (
