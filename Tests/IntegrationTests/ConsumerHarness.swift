@@ -31,7 +31,8 @@ struct ConsumerHarness {
     ) throws -> ConsumerSettings {
         var settings = ConsumerSettings(
             database: try TestServers.database(schema: schema), amqp: try TestServers.amqp(), topology: topology,
-            zones: ReportZones(folded: zones, defaultZone: "UTC"), batchSize: batchSize, batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
+            zones: ReportZones(folded: zones, defaultZone: "UTC"), batchSize: batchSize,
+            batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
             shutdownDeadline: .seconds(10))
         change(&settings)
         return settings
