@@ -20,6 +20,7 @@ public final class RollupConsumer: Service {
     private let metrics: ConsumerMetrics
     private let databases: [DatabaseStage]
     private let decoder: EventDecoder
+    private let deadLetters: DeadLetterPublisher
     private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
     private let isStopping = Atomic<Bool>(false)
     private let isConsuming = Atomic<Bool>(false)
@@ -33,6 +34,7 @@ public final class RollupConsumer: Service {
             DatabaseStage(configuration: settings.database, writer: writer, metrics: metrics, logger: logger)
         }
         self.decoder = EventDecoder(rules: settings.rules)
+        self.deadLetters = DeadLetterPublisher(configuration: settings.amqp, logger: logger)
     }
 
     /// Whether the consumer is taking events and its database answers: the readiness probe.
@@ -94,8 +96,8 @@ public final class RollupConsumer: Service {
                 let amqp = try await AMQPConnection.connect(settings.amqp, logger: logger)
                 try await amqp.declare(settings.topology)
                 try await amqp.setPrefetch(settings.prefetch)
-                try await amqp.enableConfirms()
-                let consumerTag = try await amqp.consume(settings.topology.queue)
+                let consumerTag = try await amqp.consume(
+                    settings.topology.queue, bodyLimit: settings.rules.maxBodyBytes)
                 if attempt > 0 { metrics.recordReconnect(toDatabase: false) }
                 attempt = 0
                 isConsuming.store(true, ordering: .relaxed)
@@ -105,6 +107,7 @@ public final class RollupConsumer: Service {
                 await amqp.close()
             } catch let error as AMQPError where error.isRetriable {
                 isConsuming.store(false, ordering: .relaxed)
+                await deadLetters.close()
                 attempt += 1
                 let delay = backoff.delay(attempt: attempt)
                 logger.warning(
@@ -116,6 +119,7 @@ public final class RollupConsumer: Service {
                 try await Task.sleep(for: delay)
             }
         }
+        await deadLetters.close()
         logger.info("Stopped consuming")
     }
 
@@ -199,7 +203,7 @@ public final class RollupConsumer: Service {
         events.reserveCapacity(chunk.count)
         for delivery in chunk {
             do {
-                events.append(try decoder.decode(delivery.body, now: now))
+                events.append(try decoder.decode(delivery.body, bodySize: delivery.bodySize, now: now))
                 eventDeliveries.append(delivery)
             } catch {
                 rejected.append((delivery, error.description, error.kind))
@@ -209,22 +213,20 @@ public final class RollupConsumer: Service {
         return (events, eventDeliveries)
     }
 
-    /// Publishes each message with its reason to the dead-letter exchange and waits for the confirms. A message
-    /// the broker did not confirm is requeued instead, to be tried again.
+    /// Publishes each message with its reason to the dead-letter exchange, on the dead letters' own connection,
+    /// and waits for the confirms. A message the broker did not confirm is requeued instead, to be tried again.
     private func deadLetter(_ rejected: [(AMQPDelivery, String, EventRejection.Kind?)], _ amqp: AMQPConnection)
         async throws
     {
         guard !rejected.isEmpty else { return }
-        let messages = rejected.map { delivery, reason, _ in
-            var properties = delivery.properties
-            var headers = properties.headers ?? AMQPTable()
-            headers["x-rejection-reason"] = .string(reason)
-            properties.headers = headers
-            return AMQPOutgoingMessage(
-                exchange: settings.topology.deadLetterExchange, routingKey: delivery.routingKey, properties: properties,
-                body: delivery.body)
+        var rejected = rejected
+        let messages = rejected.indices.map { index in
+            let (delivery, reason, _) = rejected[index]
+            let (message, copyFailure) = deadLetterMessage(delivery, reason: reason)
+            if let copyFailure { rejected[index].1 = reason + "; " + copyFailure }
+            return message
         }
-        let outcomes = try await amqp.publishConfirmed(messages, window: messages.count)
+        let outcomes = try await deadLetters.publish(messages)
         for ((delivery, reason, kind), outcome) in zip(rejected, outcomes) {
             if outcome == .confirmed {
                 metrics.recordDeadLetter(kind)
@@ -234,6 +236,26 @@ public final class RollupConsumer: Service {
             } else {
                 try await amqp.reject(delivery.deliveryTag, requeue: true)
             }
+        }
+    }
+
+    /// The dead letter of `delivery`: its properties and headers as they came, the reason first among the headers,
+    /// and the body kept (the first `maxBodyBytes` of one larger). Properties that leave no room in a frame for the
+    /// reason lose their headers instead, and the reason says so (the second value).
+    private func deadLetterMessage(_ delivery: AMQPDelivery, reason: String) -> (AMQPOutgoingMessage, String?) {
+        let exchange = settings.topology.deadLetterExchange
+        do {
+            let message = try AMQPOutgoingMessage.forwarding(
+                delivery, exchange: exchange, routingKey: delivery.routingKey,
+                adding: ["x-rejection-reason": .string(reason)], body: delivery.body)
+            return (message, nil)
+        } catch {
+            let copyFailure = "its headers were dropped: \(error.message)"
+            let message = AMQPOutgoingMessage.forwarding(
+                delivery, exchange: exchange, routingKey: delivery.routingKey,
+                replacingHeadersWith: ["x-rejection-reason": .string(reason + "; " + copyFailure)],
+                body: delivery.body)
+            return (message, copyFailure)
         }
     }
 
@@ -293,7 +315,7 @@ extension AMQPDelivery {
     /// redelivery without it. A first delivery carries no count, so its properties are not decoded.
     var previousDeliveries: Int {
         guard redelivered else { return 0 }
-        switch properties.headers?["x-delivery-count"] {
+        switch header("x-delivery-count") {
         case .int64(let count)?: return Int(count)
         case .int32(let count)?: return Int(count)
         case .int16(let count)?: return Int(count)

@@ -51,7 +51,7 @@ struct AMQPConnectionTests {
             #expect(deliveries.map(\.deliveryTag) == Array(1...1_000))
             #expect(deliveries[0].routingKey == "checkin")
             #expect(deliveries[0].exchange == topology.exchange)
-            #expect(deliveries[0].properties == AMQPProperties.event(messageID: "m0"))
+            #expect(try deliveries[0].properties() == AMQPProperties.event(messageID: "m0"))
             #expect(!deliveries[0].redelivered)
             let probe = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
             #expect(try await probe.queueStatus(topology.queue) == QueueStatus(messageCount: 0, consumerCount: 1))
@@ -114,7 +114,7 @@ struct AMQPConnectionTests {
             try await connection.consume(topology.deadLetterQueue)
             let dead = try #require(try await connection.nextDelivery(timeout: .seconds(5)))
             #expect(dead.body == Array("not json".utf8))
-            #expect(dead.properties == properties)
+            #expect(try dead.properties() == properties)
             try await connection.ack(dead.deliveryTag, multiple: false)
         }
     }
@@ -155,14 +155,15 @@ struct AMQPConnectionTests {
             try await reader.consume(topology.deadLetterQueue)
             let dead = try #require(try await reader.nextDelivery(timeout: .seconds(5)))
             #expect(Self.firstDeath(dead)?["reason"] == .string("delivery_limit"))
-            #expect(dead.properties.headers?["x-rejection-reason"] == nil)
+            #expect(try dead.properties().headers?["x-rejection-reason"] == nil)
             try await reader.ack(dead.deliveryTag, multiple: false)
             await reader.close()
         }
     }
 
     static func firstDeath(_ delivery: AMQPDelivery) -> AMQPTable? {
-        guard case .array(let deaths)? = delivery.properties.headers?["x-death"], case .table(let first)? = deaths.first
+        guard case .array(let deaths)? = try? delivery.properties().headers?["x-death"],
+            case .table(let first)? = deaths.first
         else { return nil }
         return first
     }

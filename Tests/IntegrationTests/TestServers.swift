@@ -77,3 +77,8 @@ struct CapturingLogHandler: LogHandler {
         return (Logger(label: "capture") { _ in CapturingLogHandler(store: store) }, store)
     }
 }
+
+extension AMQPDelivery {
+    /// The properties, or nil when they cannot be copied (which fails the comparison that reads them).
+    var copiedProperties: AMQPProperties? { try? properties() }
+}

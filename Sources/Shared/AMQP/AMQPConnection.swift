@@ -30,7 +30,13 @@ public actor AMQPConnection {
     private var bufferedDeliveries = Deque<AMQPDelivery>()
 
     private static let channel: amqp_channel_t = 1
-    private static let frameMax: Int32 = 131_072
+    /// The largest frame this client accepts and sends.
+    static let frameMax = 131_072
+    /// The largest encoded properties a content header frame holds: the frame less its header and end (8 bytes)
+    /// and the class, weight and body size before the properties (12 bytes).
+    static let maxPropertiesSize = frameMax - 20
+    /// The bytes of a delivery's body kept in memory; the rest is read and discarded (`consume(_:bodyLimit:)`).
+    private var bodyLimit = Int.max
 
     private init(configuration: AMQPConfiguration, logger: Logger) {
         self.executor = ThreadExecutor(name: "amqp")
@@ -86,7 +92,7 @@ public actor AMQPConnection {
         amqp_set_handshake_timeout(state, &timeout)
         amqp_set_rpc_timeout(state, &timeout)
         let login = coworking_amqp_login_plain(
-            state, configuration.virtualHost, 0, Self.frameMax, Int32(configuration.heartbeatSeconds),
+            state, configuration.virtualHost, 0, Int32(Self.frameMax), Int32(configuration.heartbeatSeconds),
             configuration.user, configuration.password)
         try check(login, "log in")
         amqp_channel_open(state, Self.channel)
@@ -267,7 +273,11 @@ public actor AMQPConnection {
     private func publish(_ message: AMQPOutgoingMessage, mandatory: Bool, arena: CArena) throws(AMQPError) -> UInt64 {
         let state = try usableState()
         arena.recycle()
-        var properties = arena.properties(message.properties)
+        var properties =
+            message.forwardedProperties.map {
+                arena.forwardedProperties(
+                    $0, adding: message.properties.headers ?? [:], replacing: message.replacesHeaders)
+            } ?? arena.properties(message.properties)
         let status = message.body.withUnsafeBufferPointer { body in
             amqp_basic_publish(
                 state, Self.channel, arena.bytes(message.exchange), arena.bytes(message.routingKey),
@@ -299,10 +309,13 @@ public actor AMQPConnection {
         try check(amqp_get_rpc_reply(state), "set the prefetch count")
     }
 
-    /// Starts consuming `queue` with manual acknowledgements; returns the consumer tag.
+    /// Starts consuming `queue` with manual acknowledgements; returns the consumer tag. Of a body larger than
+    /// `bodyLimit` bytes, only the first `bodyLimit` are kept: the rest is read a frame at a time and discarded, so
+    /// that no message, however large, is held whole in memory.
     @discardableResult
-    public func consume(_ queue: String) throws(AMQPError) -> String {
+    public func consume(_ queue: String, bodyLimit: Int = .max) throws(AMQPError) -> String {
         let state = try usableState()
+        self.bodyLimit = bodyLimit
         let arena = CArena()
         let ok = amqp_basic_consume(
             state, Self.channel, arena.bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
@@ -412,11 +425,11 @@ public actor AMQPConnection {
             let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
             let exchange = String(copying: deliver.exchange)
             let routingKey = String(copying: deliver.routing_key)
-            let (properties, body) = try readContent(state, channel: frame.channel)
+            let (properties, body, bodySize) = try readContent(state, channel: frame.channel, keeping: bodyLimit)
             return .delivery(
                 AMQPDelivery(
                     deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0, exchange: exchange,
-                    routingKey: routingKey, encodedProperties: properties, body: body))
+                    routingKey: routingKey, encodedProperties: properties, body: body, bodySize: bodySize))
         case coworking_basic_ack_method:
             let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             return .settled(tag: ack.delivery_tag, multiple: ack.multiple != 0, outcome: .confirmed)
@@ -427,11 +440,10 @@ public actor AMQPConnection {
             let info = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
             let exchange = String(copying: info.exchange)
             let routingKey = String(copying: info.routing_key)
-            let (properties, body) = try readContent(state, channel: frame.channel)
+            // Only the routing key and body tell which message came back; the properties are not needed.
+            let (_, body, _) = try readContent(state, channel: frame.channel, keeping: .max)
             return .returned(
-                AMQPOutgoingMessage(
-                    exchange: exchange, routingKey: routingKey, properties: AMQPProperties(decoding: properties),
-                    body: body))
+                AMQPOutgoingMessage(exchange: exchange, routingKey: routingKey, properties: AMQPProperties(), body: body))
         case coworking_connection_close_method, coworking_channel_close_method:
             throw fail(closeError(method, action: "read from the broker"))
         case coworking_basic_cancel_method:
@@ -450,10 +462,11 @@ public actor AMQPConnection {
     }
 
     /// Reads the header and body frames that follow a `basic.deliver` or `basic.return`: the properties as
-    /// encoded, and the body. (`amqp_read_message` would also copy the decoded properties, which most
-    /// deliveries never need.)
-    private func readContent(_ state: amqp_connection_state_t, channel: amqp_channel_t) throws(AMQPError)
-        -> (properties: [UInt8], body: [UInt8])
+    /// encoded, the body's first `limit` bytes, and its declared size. The frames are released as they are read,
+    /// so a body of any size takes the memory of one frame beyond what is kept. (`amqp_read_message` would also
+    /// copy the decoded properties, which most deliveries never need, and hold the whole body.)
+    private func readContent(_ state: amqp_connection_state_t, channel: amqp_channel_t, keeping limit: Int)
+        throws(AMQPError) -> (properties: [UInt8], body: [UInt8], bodySize: Int)
     {
         var frame = amqp_frame_t()
         try readContentFrame(state, channel: channel, type: AMQP_FRAME_HEADER, into: &frame)
@@ -465,17 +478,21 @@ public actor AMQPConnection {
         let properties = [UInt8](copying: frame.payload.properties.raw)
         let size = Int(frame.payload.properties.body_size)
         var body: [UInt8] = []
-        body.reserveCapacity(size)
-        while body.count < size {
+        body.reserveCapacity(min(size, limit))
+        var read = 0
+        while read < size {
+            amqp_maybe_release_buffers_on_channel(state, channel)
             try readContentFrame(state, channel: channel, type: AMQP_FRAME_BODY, into: &frame)
             let fragment = frame.payload.body_fragment
-            guard let start = fragment.bytes, fragment.len > 0, body.count + fragment.len <= size else {
+            guard let start = fragment.bytes, fragment.len > 0, read + fragment.len <= size else {
                 throw fail(
                     AMQPError(.unexpectedFrame, "a message body did not match its declared size", isRetriable: true))
             }
-            body.append(contentsOf: UnsafeRawBufferPointer(start: start, count: fragment.len))
+            let kept = min(fragment.len, max(limit - body.count, 0))
+            if kept > 0 { body.append(contentsOf: UnsafeRawBufferPointer(start: start, count: kept)) }
+            read += fragment.len
         }
-        return (properties, body)
+        return (properties, body, size)
     }
 
     private func readContentFrame(

@@ -19,6 +19,9 @@ public struct AMQPError: Error, Sendable, CustomStringConvertible, CustomDebugSt
         public static let timeout = Code(description: "timeout")
         /// The broker sent something this client did not expect.
         public static let unexpectedFrame = Code(description: "unexpected frame")
+        /// A message's content cannot be converted or sent as it is: headers nested deeper than `AMQPTable.maxDepth`,
+        /// properties that would not fit in a frame. The connection is unaffected.
+        public static let unsupportedContent = Code(description: "unsupported content")
     }
 
     public var code: Code

@@ -1,3 +1,5 @@
+import CRabbitMQ
+
 /// A value in an AMQP field table (message headers, queue arguments), with its wire type kept, so that a
 /// message forwarded to the dead-letter exchange carries its headers unchanged.
 public indirect enum AMQPFieldValue: Sendable, Hashable {
@@ -37,6 +39,9 @@ public struct AMQPTable: Sendable, Hashable, ExpressibleByDictionaryLiteral {
     }
 
     public var entries: [Entry]
+
+    /// The deepest nesting of tables and arrays copied into Swift: deeper headers are refused, not recursed into.
+    public static let maxDepth = 64
 
     public init(_ entries: [Entry] = []) {
         self.entries = entries
@@ -99,14 +104,53 @@ public struct AMQPProperties: Sendable, Hashable {
 public struct AMQPOutgoingMessage: Sendable, Hashable {
     public var exchange: String
     public var routingKey: String
+    /// The message's properties; when it forwards a delivery, only the headers to add to the delivery's own.
     public var properties: AMQPProperties
     public var body: [UInt8]
+    /// The properties of a forwarded delivery, as the broker encoded them: sent again as they are, headers nested
+    /// at any depth included, without a copy into Swift.
+    var forwardedProperties: [UInt8]?
+    /// Whether `properties.headers` replace the forwarded properties' headers rather than come before them.
+    var replacesHeaders = false
 
     public init(exchange: String, routingKey: String, properties: AMQPProperties, body: [UInt8]) {
         self.exchange = exchange
         self.routingKey = routingKey
         self.properties = properties
         self.body = body
+    }
+
+    /// `delivery` sent on with its properties and headers unchanged, `headers` put before its own, and `body`.
+    /// Throws `unsupportedContent` when the properties with the added headers would not fit in a frame.
+    public static func forwarding(
+        _ delivery: AMQPDelivery, exchange: String, routingKey: String, adding headers: AMQPTable, body: [UInt8]
+    ) throws(AMQPError) -> AMQPOutgoingMessage {
+        let arena = CArena()
+        let hadHeaders = arena.decodedProperties(delivery.encodedProperties)._flags & UInt32(AMQP_BASIC_HEADERS_FLAG) != 0
+        guard let added = arena.encodedEntriesSize(headers),
+            delivery.encodedProperties.count + added + (hadHeaders ? 0 : 4) <= AMQPConnection.maxPropertiesSize
+        else {
+            throw AMQPError(
+                .unsupportedContent, "the message's properties with the added headers would not fit in a frame",
+                isRetriable: false)
+        }
+        var message = AMQPOutgoingMessage(
+            exchange: exchange, routingKey: routingKey, properties: AMQPProperties(headers: headers), body: body)
+        message.forwardedProperties = delivery.encodedProperties
+        return message
+    }
+
+    /// `delivery` sent on with its properties, but `headers` instead of its own: for headers that cannot be
+    /// forwarded (`forwarding(_:exchange:routingKey:adding:body:)` threw).
+    public static func forwarding(
+        _ delivery: AMQPDelivery, exchange: String, routingKey: String, replacingHeadersWith headers: AMQPTable,
+        body: [UInt8]
+    ) -> AMQPOutgoingMessage {
+        var message = AMQPOutgoingMessage(
+            exchange: exchange, routingKey: routingKey, properties: AMQPProperties(headers: headers), body: body)
+        message.forwardedProperties = delivery.encodedProperties
+        message.replacesHeaders = true
+        return message
     }
 }
 
@@ -117,15 +161,19 @@ public struct AMQPDelivery: Sendable, Hashable {
     public var redelivered: Bool
     public var exchange: String
     public var routingKey: String
-    /// The properties as the broker encoded them, decoded when asked for (`properties`): a consumer reads only
+    /// The properties as the broker encoded them, decoded when asked for (`properties()`): a consumer reads only
     /// the body of nearly every delivery, and copying each one's properties took a twentieth of its CPU.
     var encodedProperties: [UInt8]
+    /// The body, or its first `bodyLimit` bytes when it was larger (see `bodySize`).
     public var body: [UInt8]
+    /// The body's size as the broker declared it, which is more than `body.count` when the rest was read and
+    /// discarded.
+    public var bodySize: Int
 
     /// Made only from frames librabbitmq has read, so that `encodedProperties` are known to decode.
     init(
         deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String, encodedProperties: [UInt8],
-        body: [UInt8]
+        body: [UInt8], bodySize: Int
     ) {
         self.deliveryTag = deliveryTag
         self.redelivered = redelivered
@@ -133,9 +181,29 @@ public struct AMQPDelivery: Sendable, Hashable {
         self.routingKey = routingKey
         self.encodedProperties = encodedProperties
         self.body = body
+        self.bodySize = bodySize
     }
 
-    public var properties: AMQPProperties { AMQPProperties(decoding: encodedProperties) }
+    /// Whether only the first part of the body was kept.
+    public var isTruncated: Bool { body.count < bodySize }
+
+    /// The properties, copied; throws `unsupportedContent` for headers nested deeper than `AMQPTable.maxDepth`.
+    public func properties() throws(AMQPError) -> AMQPProperties {
+        try AMQPProperties(decoding: encodedProperties)
+    }
+
+    /// The value of the top-level header `key`, without copying the others (which may nest too deep to copy); nil
+    /// when absent or itself nested too deep.
+    public func header(_ key: String) -> AMQPFieldValue? {
+        let arena = CArena()
+        let properties = arena.decodedProperties(encodedProperties)
+        guard properties._flags & UInt32(AMQP_BASIC_HEADERS_FLAG) != 0 else { return nil }
+        let headers = properties.headers
+        for index in 0..<Int(headers.num_entries) where String(copying: headers.entries[index].key) == key {
+            return try? AMQPFieldValue(copying: headers.entries[index].value, depth: 1)
+        }
+        return nil
+    }
 }
 
 /// How the broker settled one published message.

@@ -5,7 +5,7 @@ import CRabbitMQ
 
 /// Memory for the C structures of one library call, freed all at once when the arena goes away.
 final class CArena {
-    private let pool: UnsafeMutablePointer<amqp_pool_t>
+    let pool: UnsafeMutablePointer<amqp_pool_t>
 
     init() {
         pool = .allocate(capacity: 1)
@@ -147,7 +147,7 @@ final class CArena {
         return result
     }
 
-    private func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+    func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         let raw = amqp_pool_alloc(pool, MemoryLayout<T>.stride * count)!
         return raw.bindMemory(to: T.self, capacity: count)
     }
@@ -176,19 +176,27 @@ extension String {
 }
 
 extension AMQPTable {
-    init(copying table: amqp_table_t) {
+    /// A copy of a table that librabbitmq decoded, refused beyond `AMQPTable.maxDepth` levels of nesting: the copy
+    /// recurses, and a message's headers may nest as deep as a frame allows (about 18,000 levels).
+    init(copying table: amqp_table_t, depth: Int = 1) throws(AMQPError) {
+        guard depth <= Self.maxDepth else { throw AMQPTable.tooDeep }
         var entries: [Entry] = []
         entries.reserveCapacity(Int(table.num_entries))
         for index in 0..<Int(table.num_entries) {
             let entry = table.entries[index]
-            entries.append(Entry(key: String(copying: entry.key), value: AMQPFieldValue(copying: entry.value)))
+            entries.append(
+                Entry(key: String(copying: entry.key), value: try AMQPFieldValue(copying: entry.value, depth: depth)))
         }
         self.init(entries)
     }
+
+    static let tooDeep = AMQPError(
+        .unsupportedContent, "the headers nest deeper than \(AMQPTable.maxDepth) levels", isRetriable: false)
 }
 
 extension AMQPFieldValue {
-    init(copying value: amqp_field_value_t) {
+    /// A copy of a value of a table at nesting level `depth`.
+    init(copying value: amqp_field_value_t, depth: Int) throws(AMQPError) {
         switch amqp_field_value_kind_t(UInt32(value.kind)) {
         case AMQP_FIELD_KIND_BOOLEAN: self = .bool(value.value.boolean != 0)
         case AMQP_FIELD_KIND_I8: self = .int8(value.value.i8)
@@ -206,9 +214,15 @@ extension AMQPFieldValue {
         case AMQP_FIELD_KIND_UTF8: self = .string(String(copying: value.value.bytes))
         case AMQP_FIELD_KIND_BYTES: self = .bytes([UInt8](copying: value.value.bytes))
         case AMQP_FIELD_KIND_ARRAY:
+            guard depth < AMQPTable.maxDepth else { throw AMQPTable.tooDeep }
             let array = value.value.array
-            self = .array((0..<Int(array.num_entries)).map { AMQPFieldValue(copying: array.entries[$0]) })
-        case AMQP_FIELD_KIND_TABLE: self = .table(AMQPTable(copying: value.value.table))
+            var values: [AMQPFieldValue] = []
+            values.reserveCapacity(Int(array.num_entries))
+            for index in 0..<Int(array.num_entries) {
+                values.append(try AMQPFieldValue(copying: array.entries[index], depth: depth + 1))
+            }
+            self = .array(values)
+        case AMQP_FIELD_KIND_TABLE: self = .table(try AMQPTable(copying: value.value.table, depth: depth + 1))
         case AMQP_FIELD_KIND_TIMESTAMP: self = .timestamp(value.value.u64)
         default: self = .void
         }
@@ -218,13 +232,13 @@ extension AMQPFieldValue {
 extension AMQPProperties {
     /// Every field is set once, here, rather than after `init()`: mutating the struct field by field copied all
     /// of it each time, and properties are copied for every delivery.
-    init(copying properties: amqp_basic_properties_t) {
+    init(copying properties: amqp_basic_properties_t) throws(AMQPError) {
         let flags = properties._flags
         func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
         func text(_ flag: Int32, _ bytes: amqp_bytes_t) -> String? { has(flag) ? String(copying: bytes) : nil }
         contentType = text(AMQP_BASIC_CONTENT_TYPE_FLAG, properties.content_type)
         contentEncoding = text(AMQP_BASIC_CONTENT_ENCODING_FLAG, properties.content_encoding)
-        headers = has(AMQP_BASIC_HEADERS_FLAG) ? AMQPTable(copying: properties.headers) : nil
+        headers = has(AMQP_BASIC_HEADERS_FLAG) ? try AMQPTable(copying: properties.headers) : nil
         deliveryMode = has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? properties.delivery_mode : nil
         priority = has(AMQP_BASIC_PRIORITY_FLAG) ? properties.priority : nil
         correlationID = text(AMQP_BASIC_CORRELATION_ID_FLAG, properties.correlation_id)
@@ -239,21 +253,52 @@ extension AMQPProperties {
     }
 
     /// Decodes `basic` properties that librabbitmq decoded once already, when it read their frame (whose class
-    /// `readContent` checked): decoding the same bytes again fails only when memory runs out, which no input
-    /// or server can cause.
-    init(decoding encoded: [UInt8]) {
-        var pool = amqp_pool_t()
-        init_amqp_pool(&pool, 4096)
-        defer { empty_amqp_pool(&pool) }
+    /// `readContent` checked), and copies them; headers nested too deep to copy are refused.
+    init(decoding encoded: [UInt8]) throws(AMQPError) {
+        let arena = CArena()
+        let decoded = arena.decodedProperties(encoded)
+        try self.init(copying: decoded)
+    }
+}
+
+extension CArena {
+    /// `basic` properties as librabbitmq decodes them, their strings and tables in this arena. The bytes were
+    /// decoded once already, when librabbitmq read their frame: decoding them again fails only when memory runs
+    /// out, which no input or server can cause.
+    func decodedProperties(_ encoded: [UInt8]) -> amqp_basic_properties_t {
         var decoded: UnsafeMutableRawPointer?
-        var bytes = encoded
-        let status = bytes.withUnsafeMutableBytes {
-            amqp_decode_properties(
-                UInt16(AMQP_BASIC_CLASS), &pool, amqp_bytes_t(len: $0.count, bytes: $0.baseAddress), &decoded)
-        }
+        let status = amqp_decode_properties(UInt16(AMQP_BASIC_CLASS), pool, bytes(encoded), &decoded)
         guard status == AMQP_STATUS_OK.rawValue, let decoded else {
             fatalError("librabbitmq could not decode properties it decoded before (status \(status))")
         }
-        self.init(copying: decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+        return decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee
+    }
+
+    /// The properties `encoded`, with the entries of `added` put before their headers (or instead of them, with
+    /// `replacing`), without converting the headers they had (which may nest deeper than a copy allows).
+    func forwardedProperties(_ encoded: [UInt8], adding added: AMQPTable, replacing: Bool) -> amqp_basic_properties_t {
+        var properties = decodedProperties(encoded)
+        let hasHeaders = properties._flags & UInt32(AMQP_BASIC_HEADERS_FLAG) != 0
+        let old = hasHeaders && !replacing ? properties.headers : amqp_empty_table
+        let addedTable = table(added)
+        let count = Int(addedTable.num_entries) + Int(old.num_entries)
+        guard count > 0 else { return properties }
+        let entries = allocate(amqp_table_entry_t.self, count: count)
+        for index in 0..<Int(addedTable.num_entries) { entries[index] = addedTable.entries[index] }
+        for index in 0..<Int(old.num_entries) { entries[Int(addedTable.num_entries) + index] = old.entries[index] }
+        properties.headers = amqp_table_t(num_entries: Int32(count), entries: entries)
+        properties._flags |= UInt32(AMQP_BASIC_HEADERS_FLAG)
+        return properties
+    }
+
+    /// The bytes `table`'s entries take on the wire, without the table's own length.
+    func encodedEntriesSize(_ table: AMQPTable) -> Int? {
+        var converted = self.table(table)
+        var buffer = [UInt8](repeating: 0, count: AMQPConnection.frameMax)
+        var offset = 0
+        let status = buffer.withUnsafeMutableBytes {
+            amqp_encode_table(amqp_bytes_t(len: $0.count, bytes: $0.baseAddress), &converted, &offset)
+        }
+        return status == AMQP_STATUS_OK.rawValue ? offset - 4 : nil
     }
 }

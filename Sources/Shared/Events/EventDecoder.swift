@@ -37,9 +37,15 @@ public struct EventDecoder: Sendable {
     ///
     /// Fields are checked in the order `event_id`, `type`, `user_id`, `occurred_at`, `space_id`, and the first
     /// broken rule is the reason. Fields not listed in the contract are ignored.
-    public func decode(_ body: [UInt8], now: Timestamp) throws(EventRejection) -> Event {
-        guard body.count <= rules.maxBodyBytes else {
-            throw EventRejection(.tooLarge, "body is \(body.count) bytes, more than the \(rules.maxBodyBytes) allowed")
+    ///
+    /// `bodySize` is the body's size when `body` holds only its first bytes (a message too large to keep whole).
+    public func decode(_ body: [UInt8], bodySize: Int? = nil, now: Timestamp) throws(EventRejection) -> Event {
+        let size = bodySize ?? body.count
+        guard size <= rules.maxBodyBytes else {
+            throw EventRejection(
+                .tooLarge,
+                "body is \(size) bytes, more than the \(rules.maxBodyBytes) allowed"
+                    + (size > body.count ? " (the dead letter keeps its first \(body.count))" : ""))
         }
         let result = body.withUnsafeBufferPointer { buffer in
             Result { () throws(EventRejection) in try decode(buffer, now: now) }

@@ -1,0 +1,44 @@
+import Logging
+import Shared
+
+/// Publishes dead letters with confirms on an AMQP connection of its own, opened when first needed and again
+/// after it is lost. A broker that blocks publishers (a memory or disk alarm) blocks this connection only, never
+/// the one the consumer receives and acknowledges on. Heartbeats are off on it: it can sit idle for hours, between
+/// bad messages, and librabbitmq sends heartbeats only from inside its calls.
+actor DeadLetterPublisher {
+    private let configuration: AMQPConfiguration
+    private let logger: Logger
+    private var connection: AMQPConnection?
+
+    init(configuration: AMQPConfiguration, logger: Logger) {
+        var configuration = configuration
+        configuration.heartbeatSeconds = 0
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Publishes `messages` and returns how the broker settled each. A connection found lost (the broker
+    /// restarted since the last dead letter) is opened again once, and the messages not confirmed sent again.
+    func publish(_ messages: [AMQPOutgoingMessage]) async throws -> [PublishOutcome] {
+        var outcomes = try await openConnection().publishConfirmed(messages, window: messages.count)
+        guard let connection, await !connection.isOpen, outcomes.contains(.unconfirmed) else { return outcomes }
+        self.connection = nil
+        let retried = outcomes.indices.filter { outcomes[$0] == .unconfirmed }
+        let again = try await openConnection().publishConfirmed(retried.map { messages[$0] }, window: retried.count)
+        for (index, outcome) in zip(retried, again) { outcomes[index] = outcome }
+        return outcomes
+    }
+
+    func close() async {
+        await connection?.close()
+        connection = nil
+    }
+
+    private func openConnection() async throws -> AMQPConnection {
+        if let connection, await connection.isOpen { return connection }
+        let opened = try await AMQPConnection.connect(configuration, logger: logger)
+        try await opened.enableConfirms()
+        connection = opened
+        return opened
+    }
+}
