@@ -443,7 +443,8 @@ public actor AMQPConnection {
             // Only the routing key and body tell which message came back; the properties are not needed.
             let (_, body, _) = try readContent(state, channel: frame.channel, keeping: .max)
             return .returned(
-                AMQPOutgoingMessage(exchange: exchange, routingKey: routingKey, properties: AMQPProperties(), body: body))
+                AMQPOutgoingMessage(
+                    exchange: exchange, routingKey: routingKey, properties: AMQPProperties(), body: body))
         case coworking_connection_close_method, coworking_channel_close_method:
             throw fail(closeError(method, action: "read from the broker"))
         case coworking_basic_cancel_method:

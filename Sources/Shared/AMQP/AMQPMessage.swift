@@ -126,7 +126,8 @@ public struct AMQPOutgoingMessage: Sendable, Hashable {
         _ delivery: AMQPDelivery, exchange: String, routingKey: String, adding headers: AMQPTable, body: [UInt8]
     ) throws(AMQPError) -> AMQPOutgoingMessage {
         let arena = CArena()
-        let hadHeaders = arena.decodedProperties(delivery.encodedProperties)._flags & UInt32(AMQP_BASIC_HEADERS_FLAG) != 0
+        let hadHeaders =
+            arena.decodedProperties(delivery.encodedProperties)._flags & UInt32(AMQP_BASIC_HEADERS_FLAG) != 0
         guard let added = arena.encodedEntriesSize(headers),
             delivery.encodedProperties.count + added + (hadHeaders ? 0 : 4) <= AMQPConnection.maxPropertiesSize
         else {
