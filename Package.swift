@@ -126,6 +126,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
+                "CRabbitMQ",
                 "ConsumerCore",
                 "ProducerCore",
                 "ReportAPICore",

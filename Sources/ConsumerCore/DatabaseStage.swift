@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import Shared
@@ -58,8 +59,42 @@ actor DatabaseStage {
     /// Folds a prepared batch; when the database refuses the batch's data (an error no retry mends), folds
     /// halves of it, down to single events, so that only the events it refuses are set aside. Any other failure
     /// that no retry mends (the schema changed under the consumer, a privilege was revoked) is thrown: it is no
-    /// event's fault, and the consumer stops rather than dead-letter every event.
+    /// event's fault, and the consumer stops rather than dead-letter every event. So is a data refusal that a
+    /// known-good event meets too (a zone of `report_zones` that PostgreSQL does not know): it would refuse every
+    /// event of the stream.
     func foldIsolatingRefusals(_ prepared: PreparedFold) async throws -> Outcome {
+        do {
+            return Outcome(result: try await fold(prepared), refused: [])
+        } catch let error as PostgresError where error.isDataRefusal {
+            if let refusal = try await refusalOfAKnownGoodEvent() {
+                throw PostgresError(
+                    refusal.code, "the database refuses any event, a known-good one too: the fault is not the events'",
+                    sqlState: refusal.sqlState, serverMessage: refusal.serverMessage)
+            }
+            return try await isolateRefusals(prepared)
+        }
+    }
+
+    /// The refusal a check-in that breaks no rule meets when folded in a transaction that is rolled back, or nil
+    /// when it would be counted (or the database could not tell).
+    private func refusalOfAKnownGoodEvent() async throws -> PostgresError? {
+        let probe = prepare([
+            Event(
+                id: UUID(), kind: .checkin, userID: 1, occurredAt: Timestamp(year: 2020, month: 1, day: 1, hour: 12))
+        ])
+        let writer = self.writer
+        do {
+            _ = try await usableConnection().withRolledBackTransaction { try writer.fold(probe, on: $0) }
+            return nil
+        } catch let error as PostgresError where error.isDataRefusal {
+            return error
+        } catch let error as PostgresError where error.isRetriable {
+            // Unknown for now; isolating the refusals retries such failures until the database answers.
+            return nil
+        }
+    }
+
+    private func isolateRefusals(_ prepared: PreparedFold) async throws -> Outcome {
         do {
             return Outcome(result: try await fold(prepared), refused: [])
         } catch let error as PostgresError where error.isDataRefusal {
@@ -70,8 +105,8 @@ actor DatabaseStage {
             }
             let middle = events.count / 2
             let (firstHalf, secondHalf) = (Array(events[..<middle]), Array(events[middle...]))
-            let first = try await foldIsolatingRefusals(prepare(firstHalf))
-            let second = try await foldIsolatingRefusals(prepare(secondHalf))
+            let first = try await isolateRefusals(prepare(firstHalf))
+            let second = try await isolateRefusals(prepare(secondHalf))
             return Outcome(
                 result: FoldResult(
                     counted: first.result.counted + second.result.counted,

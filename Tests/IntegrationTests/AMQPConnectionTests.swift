@@ -86,6 +86,19 @@ struct AMQPConnectionTests {
         }
     }
 
+    /// `scripts/services` bounds the broker's message size at 4 MiB, a second line of defence behind the consumer.
+    @Test func theBrokerRefusesAMessageOverItsConfiguredMaximum() async throws {
+        try await Self.withTopology { connection, topology in
+            let message = AMQPOutgoingMessage(
+                exchange: topology.exchange, routingKey: "checkin", properties: AMQPProperties(),
+                body: [UInt8](repeating: 0x20, count: 4 * 1024 * 1024 + 1))
+            let outcomes = try await connection.publishConfirmed([message], window: 1)
+            #expect(outcomes == [.unconfirmed])
+            let isOpen = await connection.isOpen
+            #expect(!isOpen, "the broker closed the channel")
+        }
+    }
+
     @Test func everyPropertyAndHeadersOfEveryTypeSurviveTheDeadLetterExchangeUnchanged() async throws {
         try await Self.withTopology { connection, topology in
             let headers: AMQPTable = [

@@ -194,30 +194,6 @@ struct ConsumerTests {
         try await harness.cleanup()
     }
 
-    @Test func aTakenMetricsPortStopsTheConsumerWithOneLineNamingTheCause() async throws {
-        let harness = try await ConsumerHarness.make(zones: ["UTC"])
-        let (holder, port) = try listeningSocket()
-        defer { close(holder) }
-        let standardError = Pipe()
-        let process = try FaultTests.startConsumer(
-            harness, changing: ["METRICS_PORT": String(port)], standardError: standardError)
-        let deadline = ContinuousClock.now + .seconds(30)
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
-        #expect(!process.isRunning, "the consumer went on without its probes")
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        let lines = String(decoding: standardError.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .split(separator: "\n")
-        #expect(process.terminationReason == .exit)
-        #expect(process.terminationStatus == 1)
-        #expect(lines.count == 1)
-        #expect(
-            lines.first?.contains("critical consumer: error=bind(descriptor:ptr:bytes:): Address already in use")
-                == true)
-        #expect(lines.first?.hasSuffix("The consumer stopped") == true)
-        try await harness.cleanup()
-    }
-
     @Test func threeConsumersOnOneQueueGiveTheRollupsOfOne() async throws {
         let harness = try await ConsumerHarness.make()
         let events = workload(events: 4_000, users: 40, seed: 3)
@@ -249,20 +225,4 @@ struct ConsumerTests {
         #expect(stored.hourly == expected.hourly)
         try await harness.cleanup()
     }
-}
-
-/// A listening socket on a free loopback port: the port is taken until the socket is closed.
-private func listeningSocket() throws -> (descriptor: Int32, port: Int) {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let listening = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(descriptor, $0, length) == 0 && listen(descriptor, 1) == 0 && getsockname(descriptor, $0, &length) == 0
-        }
-    }
-    guard descriptor >= 0, listening else { throw POSIXError(.EADDRNOTAVAIL) }
-    return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
 }

@@ -109,4 +109,40 @@ struct FaultTests {
         #expect(try await harness.storedRollups().checkins == events.filter { $0.kind == .checkin }.count)
         try await harness.cleanup()
     }
+
+    /// The peak resident memory of a running process, from `/proc`.
+    static func peakResidentBytes(_ process: Process) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") })
+        let kilobytes = try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
+        return kilobytes * 1024
+    }
+
+    /// A message of 100 MB among valid events. The shipped broker configuration refuses messages over 4 MiB; the
+    /// consumer must not rely on that, so the limit is raised for this test's publishing connection.
+    @Test func aMessageOf100MBAmongValidEventsIsDeadLetteredAndTheConsumerStaysSmall() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let events = workload(events: 4_000, users: 100, seed: 9)
+        let huge = [UInt8](repeating: UInt8(ascii: "{"), count: 100 * 1024 * 1024)
+        Self.shell("rabbitmqctl eval 'application:set_env(rabbit, max_message_size, 134217728).'")
+        defer { Self.shell("rabbitmqctl eval 'application:set_env(rabbit, max_message_size, 4194304).'") }
+        try await harness.publish(events[..<2_000].map(\.jsonBody) + [huge] + events[2_000...].map(\.jsonBody))
+
+        let consumer = try Self.startConsumer(harness)
+        try await harness.waitUntilDrained(counted: events.count)
+        let peak = try Self.peakResidentBytes(consumer)
+        kill(consumer.processIdentifier, SIGTERM)
+        consumer.waitUntilExit()
+        #expect(consumer.terminationStatus == 0, "the consumer stayed up")
+        #expect(peak < 64 * 1024 * 1024, "peak RSS \(peak / 1024 / 1024) MiB")
+
+        #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        let dead = try await harness.deadLetters()
+        #expect(dead.map(\.body) == [Array(huge.prefix(65_536))])
+        #expect(
+            dead.first?.header("x-rejection-reason")
+                == .string(
+                    "body is 104857600 bytes, more than the 65536 allowed (the dead letter keeps its first 65536)"))
+        try await harness.cleanup()
+    }
 }

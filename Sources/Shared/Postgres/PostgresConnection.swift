@@ -113,6 +113,16 @@ public actor PostgresConnection {
         }
     }
 
+    /// Runs `body` in a transaction that is always rolled back: to learn whether statements would fail, without
+    /// keeping what they do.
+    public func withRolledBackTransaction<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T)
+        throws -> T
+    {
+        try execute("BEGIN")
+        defer { if isUsable { try? execute("ROLLBACK") } }
+        return try body(self)
+    }
+
     private func usableConnection() throws(PostgresError) -> OpaquePointer {
         guard let connection, isUsable else {
             throw PostgresError(.connectionLost, "the database connection is broken")

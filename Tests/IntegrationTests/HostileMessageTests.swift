@@ -1,0 +1,173 @@
+import CRabbitMQ
+import ConsumerCore
+import Foundation
+import Shared
+import Testing
+
+/// Messages built to hurt the consumer: nested headers, headers that fill the frame, a database that refuses every
+/// event. None stops the consumer's stream or takes valid events down with it.
+@Suite
+struct HostileMessageTests {
+    static let invalidBody = Array("hello".utf8)
+    static let notJSON = "body is not JSON (syntax error at byte 0)"
+
+    /// Publishes `body` to `exchange` with a header `deep` that nests `depth` tables, built and encoded by
+    /// librabbitmq alone: the Swift layer refuses to build what it would have to recurse into.
+    static func publishNested(depth: Int, body: [UInt8], exchange: String) throws {
+        let url = try AMQPConfiguration(url: TestServers.variable("AMQP_URL"))
+        let state = try #require(amqp_new_connection())
+        defer { amqp_destroy_connection(state) }
+        let socket = amqp_tcp_socket_new(state)
+        try #require(amqp_socket_open(socket, url.host, Int32(url.port)) == 0)
+        let login = coworking_amqp_login_plain(state, url.virtualHost, 0, 131_072, 0, url.user, url.password)
+        try #require(login.reply_type == AMQP_RESPONSE_NORMAL)
+        amqp_channel_open(state, 1)
+        amqp_confirm_select(state, 1)
+        try #require(amqp_get_rpc_reply(state).reply_type == AMQP_RESPONSE_NORMAL)
+
+        let entries = UnsafeMutablePointer<amqp_table_entry_t>.allocate(capacity: depth)
+        defer { entries.deallocate() }
+        let key = strdup("deep")!
+        defer { free(key) }
+        for level in 0..<depth {
+            var value = amqp_field_value_t()
+            if level == depth - 1 {
+                value.kind = UInt8(AMQP_FIELD_KIND_I32.rawValue)
+                value.value.i32 = 7
+            } else {
+                value.kind = UInt8(AMQP_FIELD_KIND_TABLE.rawValue)
+                value.value.table = amqp_table_t(num_entries: 1, entries: entries + level + 1)
+            }
+            entries[level] = amqp_table_entry_t(key: amqp_bytes_t(len: 4, bytes: key), value: value)
+        }
+        var properties = amqp_basic_properties_t()
+        properties._flags = UInt32(AMQP_BASIC_HEADERS_FLAG)
+        properties.headers = amqp_table_t(num_entries: 1, entries: entries)
+        let status = body.withUnsafeBufferPointer { body in
+            amqp_basic_publish(
+                state, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes("checkin"), 0, 0, &properties,
+                amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+        }
+        try #require(status == 0)
+        var frame = amqp_frame_t()
+        try #require(amqp_simple_wait_frame(state, &frame) == 0)
+        try #require(frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == coworking_basic_ack_method)
+    }
+
+    /// Takes every message of the rollups queue without acknowledging it, then closes the connection: the broker
+    /// delivers them again, marked redelivered and with a delivery count.
+    static func receiveAndReturn(_ harness: ConsumerHarness, count: Int) async throws {
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.consume(harness.topology.queue)
+        for _ in 0..<count { _ = try #require(try await amqp.nextDelivery(timeout: .seconds(5))) }
+        await amqp.close()
+    }
+
+    static func waitForDeadLetters(_ harness: ConsumerHarness, _ count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await harness.readyMessages(in: harness.topology.deadLetterQueue) < count,
+            ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    @Test(
+        "headers nested ten thousand levels deep: a valid event counts, an invalid one is dead-lettered with them",
+        arguments: [false, true])
+    func deeplyNestedHeaders(redelivered: Bool) async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let valid = Event(
+            id: UUID(), kind: .checkin, userID: 3, occurredAt: Timestamp(year: 2023, month: 2, day: 8), spaceID: "hq")
+        for body in [valid.jsonBody, Self.invalidBody] {
+            try Self.publishNested(depth: 10_000, body: body, exchange: harness.topology.exchange)
+        }
+        if redelivered { try await Self.receiveAndReturn(harness, count: 2) }
+        try await harness.withConsumers {
+            try await harness.waitUntilCounted(1)
+            try await Self.waitForDeadLetters(harness, 1)
+        }
+        let dead = try await harness.deadLetters()
+        #expect(dead.map(\.body) == [Self.invalidBody])
+        #expect(dead.first?.header("x-rejection-reason") == .string(Self.notJSON))
+        #expect(dead.first?.header("x-death") == nil, "the consumer dead-lettered it, not the delivery limit")
+        #expect(throws: AMQPError.self, "the nested headers came along") { try dead.first?.properties() }
+        #expect(try await harness.storedRollups().checkins == 1)
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        try await harness.cleanup()
+    }
+
+    @Test func headersThatLeaveNoRoomForTheReasonAreDroppedAndTheReasonSaysSo() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        // Properties of 40 bytes less than a frame holds: flags, content type and delivery mode take 20 bytes, the
+        // table's length and the entry's key, type and length 14.
+        let filler = String(repeating: "x", count: 131_052 - 40 - 34)
+        try await harness.publish([Self.invalidBody], headers: ["fill": .string(filler)])
+        try await harness.withConsumers {
+            try await Self.waitForDeadLetters(harness, 1)
+        }
+        let dead = try #require(try await harness.deadLetters().first)
+        #expect(dead.body == Self.invalidBody)
+        #expect(
+            try dead.properties()
+                == AMQPProperties(
+                    contentType: "application/json",
+                    headers: [
+                        "x-rejection-reason": .string(
+                            Self.notJSON + "; its headers were dropped: "
+                                + "the message's properties with the added headers would not fit in a frame")
+                    ], deliveryMode: 2))
+        try await harness.cleanup()
+    }
+
+    @Test func aBodyOverTheLimitIsDeadLetteredWithItsFirst64KiBAndItsSize() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let large = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        let valid = Event(
+            id: UUID(), kind: .checkin, userID: 4, occurredAt: Timestamp(year: 2023, month: 2, day: 8), spaceID: "hq")
+        try await harness.publish([large, valid.jsonBody], headers: ["x-trace": .string("t-9")])
+        try await harness.withConsumers {
+            try await harness.waitUntilCounted(1)
+            try await Self.waitForDeadLetters(harness, 1)
+        }
+        let dead = try #require(try await harness.deadLetters().first)
+        #expect(dead.body == Array(large.prefix(65_536)))
+        #expect(
+            dead.header("x-rejection-reason")
+                == .string("body is 3000000 bytes, more than the 65536 allowed (the dead letter keeps its first 65536)"))
+        #expect(dead.header("x-trace") == .string("t-9"))
+        #expect(try await harness.storedRollups().checkins == 1)
+        try await harness.cleanup()
+    }
+
+    @Test func aDatabaseThatRefusesEveryEventStopsTheConsumerAndTheEventsStayQueued() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        // A zone PostgreSQL does not know, as a hand-edited report_zones or an older tz database would leave.
+        try await harness.database().execute("INSERT INTO report_zones (zone, ready) VALUES ('Mars/Olympus_Mons', true)")
+        let events = (0..<20).map {
+            Event(
+                id: UUID(), kind: .checkin, userID: Int32($0 + 1),
+                occurredAt: Timestamp(year: 2023, month: 2, day: 8, hour: 9), spaceID: "hq")
+        }
+        try await harness.publish(events.map(\.jsonBody))
+        let standardError = Pipe()
+        // Warnings (the zones differ from REPORT_TIMEZONES) are not the error's lines.
+        let process = try FaultTests.startConsumer(
+            harness, changing: ["LOG_LEVEL": "error"], standardError: standardError)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        let lines = String(decoding: standardError.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n")
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 1)
+        #expect(lines.count == 1, "\(lines)")
+        #expect(lines.first?.contains("the database refuses any event, a known-good one too") == true)
+        #expect(lines.first?.contains(#"time zone "Mars/Olympus_Mons" not recognized"#) == true)
+        #expect(try await harness.deadLetters().isEmpty)
+        #expect(try await harness.readyMessages(in: harness.topology.queue) == events.count)
+        #expect(try await harness.storedRollups().checkins == 0)
+        try await harness.cleanup()
+    }
+}
