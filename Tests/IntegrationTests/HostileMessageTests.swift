@@ -134,7 +134,8 @@ struct HostileMessageTests {
         #expect(dead.body == Array(large.prefix(65_536)))
         #expect(
             dead.header("x-rejection-reason")
-                == .string("body is 3000000 bytes, more than the 65536 allowed (the dead letter keeps its first 65536)"))
+                == .string("body is 3000000 bytes, more than the 65536 allowed (the dead letter keeps its first 65536)")
+        )
         #expect(dead.header("x-trace") == .string("t-9"))
         #expect(try await harness.storedRollups().checkins == 1)
         try await harness.cleanup()
@@ -143,7 +144,8 @@ struct HostileMessageTests {
     @Test func aDatabaseThatRefusesEveryEventStopsTheConsumerAndTheEventsStayQueued() async throws {
         let harness = try await ConsumerHarness.make(zones: ["UTC"])
         // A zone PostgreSQL does not know, as a hand-edited report_zones or an older tz database would leave.
-        try await harness.database().execute("INSERT INTO report_zones (zone, ready) VALUES ('Mars/Olympus_Mons', true)")
+        try await harness.database().execute(
+            "INSERT INTO report_zones (zone, ready) VALUES ('Mars/Olympus_Mons', true)")
         let events = (0..<20).map {
             Event(
                 id: UUID(), kind: .checkin, userID: Int32($0 + 1),
