@@ -28,8 +28,7 @@ struct ReportAPICommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         let logger = Logger(label: "report-api")
         do {
-            try await ReportAPIApp.buildApplication(settings: settings, registry: registry, logger: logger)
-                .runService()
+            try await ReportAPIApp.buildServiceGroup(settings: settings, registry: registry, logger: logger).run()
         } catch {
             Program.exit(after: error, logger: logger, "The report API stopped")
         }

@@ -3,6 +3,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import Prometheus
+import ServiceLifecycle
 import Shared
 
 /// The settings of `report-api`.
@@ -27,6 +28,11 @@ public struct ReportAPISettings: Sendable {
     /// `HTTP_WRITE_TIMEOUT_S`: a connection whose client reads nothing of an answer for this long is closed,
     /// default 30.
     public var writeTimeout: Duration
+    /// `API_TOKENS_FILE`: when set, every `/api/` path needs a bearer token whose SHA-256 digest the file lists.
+    public var tokens: APITokens?
+    /// `API_METRICS_PORT`: when set, `/metrics` is served on this port alone instead of `APP_PORT`, so that it can
+    /// be kept off the network the reports are served on.
+    public var metricsPort: Int?
     /// `REPORT_CACHE_MS`: how long an answer of `daily_usage`, `hourly_usage` or `summary` is reused for the same
     /// path and query, as sent; default 1000, 0 turns the cache off. Once expired, an answer is still given, for as
     /// long again at most, while one request computes the next, so answers are at most twice that staler than the
@@ -39,8 +45,11 @@ public struct ReportAPISettings: Sendable {
         port: Int = 5153, bindAddress: String = "0.0.0.0", poolSize: Int = 4, statementTimeout: Duration = .seconds(5),
         poolTimeout: Duration = .seconds(1), idleTimeout: Duration = .seconds(60),
         writeTimeout: Duration = .seconds(30),
-        cacheLifetime: Duration = .seconds(1), logLevel: Logger.Level = .info
+        tokens: APITokens? = nil, metricsPort: Int? = nil, cacheLifetime: Duration = .seconds(1),
+        logLevel: Logger.Level = .info
     ) {
+        self.tokens = tokens
+        self.metricsPort = metricsPort
         self.database = database
         self.database.statementTimeout = statementTimeout
         self.statementTimeout = statementTimeout
@@ -69,6 +78,12 @@ public struct ReportAPISettings: Sendable {
             poolTimeout: .milliseconds(try environment.integer("DB_POOL_TIMEOUT_MS", default: 1_000, in: 1...60_000)),
             idleTimeout: .seconds(try environment.integer("HTTP_IDLE_TIMEOUT_S", default: 60, in: 1...3_600)),
             writeTimeout: .seconds(try environment.integer("HTTP_WRITE_TIMEOUT_S", default: 30, in: 1...3_600)),
+            tokens: try environment["API_TOKENS_FILE"].map { path throws(ConfigurationError) in
+                try APITokens.fromFile(path)
+            },
+            metricsPort: try environment["API_METRICS_PORT"].map { _ throws(ConfigurationError) in
+                try environment.integer("API_METRICS_PORT", default: 0, in: 1...65_535)
+            },
             cacheLifetime: .milliseconds(try environment.integer("REPORT_CACHE_MS", default: 1_000, in: 0...3_600_000)),
             logLevel: try Logger.Level.fromEnvironment(environment))
     }
@@ -76,6 +91,33 @@ public struct ReportAPISettings: Sendable {
 
 /// Builds the report API: the legacy paths, the new reports, probes, metrics and the OpenAPI document.
 public enum ReportAPIApp {
+    /// What `report-api` runs: the API, and the metrics server when `API_METRICS_PORT` is set; SIGTERM and SIGINT
+    /// shut them down gracefully.
+    public static func buildServiceGroup(
+        settings: ReportAPISettings, registry: PrometheusCollectorRegistry, logger: Logger
+    ) -> ServiceGroup {
+        var services: [any Service] = [buildApplication(settings: settings, registry: registry, logger: logger)]
+        if let metricsPort = settings.metricsPort {
+            let router = Router()
+            router.get("metrics") { _, _ in metricsAnswer(registry) }
+            services.append(
+                Application(
+                    router: router,
+                    configuration: ApplicationConfiguration(
+                        address: .hostname(settings.bindAddress, port: metricsPort), serverName: nil),
+                    onServerRunning: { channel in
+                        logger.info(
+                            "Serving metrics",
+                            metadata: [LogKey.httpAddress: "\(channel.localAddress.map { "\($0)" } ?? "")"])
+                    },
+                    logger: logger.forFramework))
+        }
+        return ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger.forFramework))
+    }
+
     public static func buildApplication(
         settings: ReportAPISettings, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> some ApplicationProtocol {
@@ -84,7 +126,7 @@ public enum ReportAPIApp {
             logger: logger)
         let router = buildRouter(
             store: ReportStore(pool: pool), defaultZone: settings.zones.defaultZone,
-            cacheLifetime: settings.cacheLifetime,
+            cacheLifetime: settings.cacheLifetime, tokens: settings.tokens, servesMetrics: settings.metricsPort == nil,
             registry: registry, logger: logger)
         let writeTimeout = TimeAmount(settings.writeTimeout)
         return Application(
@@ -104,8 +146,8 @@ public enum ReportAPIApp {
 
     /// The routes, separate from the server so that tests drive them with HummingbirdTesting.
     public static func buildRouter(
-        store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, registry: PrometheusCollectorRegistry,
-        logger: Logger
+        store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, tokens: APITokens? = nil,
+        servesMetrics: Bool = true, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> Router<BasicRequestContext> {
         // Answers are kept as the bytes sent, so that a cached answer is not copied for each request.
         let cache = ResponseCache<ByteBuffer>(lifetime: cacheLifetime)
@@ -114,6 +156,7 @@ public enum ReportAPIApp {
         // Outermost, so that metrics count the answers the error middleware makes of errors.
         router.add(middleware: RequestMetricsMiddleware(metrics: RequestMetrics(registry: registry)))
         router.add(middleware: JSONErrorMiddleware(logger: logger, statementTimeout: store.statementTimeout))
+        if let tokens { router.add(middleware: BearerTokenMiddleware(tokens: tokens)) }
 
         router.get("health_check") { _, _ in text("ok") }
         router.get("readiness_check") { _, _ -> Response in
@@ -152,10 +195,8 @@ public enum ReportAPIApp {
                 return ReportJSON.summary(try await store.summary())
             }
         }
-        router.get("metrics") { _, _ -> Response in
-            Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        if servesMetrics {
+            router.get("metrics") { _, _ in metricsAnswer(registry) }
         }
         router.get("openapi.json") { _, _ in json(OpenAPIDocument.json) }
         // On a path the API serves, OPTIONS names the methods it allows and any other method answers 405, as Flask
@@ -190,6 +231,13 @@ public enum ReportAPIApp {
                 try await writer.finish(nil)
             })
     }
+}
+
+/// The Prometheus text of `registry`.
+private func metricsAnswer(_ registry: PrometheusCollectorRegistry) -> Response {
+    Response(
+        status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
 }
 
 /// The methods each of the API's paths answers.

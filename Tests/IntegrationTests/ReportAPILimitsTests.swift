@@ -176,7 +176,8 @@ struct ReportAPILimitsTests {
 final class StalledClient {
     private let socket: Int32
 
-    init(port: Int, path: String) throws {
+    /// Sends `GET path`; with `closing`, asks the server to close the connection after its answer.
+    init(port: Int, path: String, closing: Bool = false) throws {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.socket = socket
         var size: Int32 = 4096
@@ -187,8 +188,8 @@ final class StalledClient {
                 connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        try #require(connected == 0)
-        let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\n" + (closing ? "Connection: close\r\n" : "") + "\r\n"
         _ = request.withCString { send(socket, $0, strlen($0), 0) }
     }
 

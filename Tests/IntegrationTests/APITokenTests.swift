@@ -1,0 +1,116 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Prometheus
+import ReportAPICore
+import Shared
+import Testing
+
+/// `API_TOKENS_FILE` and `API_METRICS_PORT`: the reports need a bearer token, the probes do not, and metrics can
+/// leave the reports' port.
+@Suite
+struct APITokenTests {
+    /// `printf %s s3cret-token | sha256sum`
+    static let digest = "a81e611a041b13f078bf8ebe5dab4d4fd63fcc5594661c918bec093a2f416a7e"
+
+    static func tokensFile(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tokens-\(UUID())").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func theTokensFileListsDigestsAndABadLineIsNamed() throws {
+        let good = try Self.tokensFile("# analysts\n\n\(Self.digest)  analysts-team\n\(Self.digest.uppercased())\n")
+        defer { try? FileManager.default.removeItem(atPath: good) }
+        #expect(try APITokens.fromFile(good).digests.count == 2)
+
+        let bad = try Self.tokensFile("\(Self.digest)\ns3cret-token\n")
+        defer { try? FileManager.default.removeItem(atPath: bad) }
+        #expect(throws: ConfigurationError.self) { try APITokens.fromFile(bad) }
+        do {
+            _ = try APITokens.fromFile(bad)
+        } catch {
+            #expect(
+                error.description
+                    == "configuration error: API_TOKENS_FILE line 2 is not a SHA-256 digest in hex (64 characters 0-9 a-f)"
+            )
+        }
+        let empty = try Self.tokensFile("# nobody yet\n")
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        #expect(throws: ConfigurationError(variable: "API_TOKENS_FILE", problem: "holds no token digest")) {
+            try APITokens.fromFile(empty)
+        }
+    }
+
+    @Test func theReportsNeedABearerTokenAndTheProbesDoNot() async throws {
+        let path = try Self.tokensFile(Self.digest + "\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let schema = try await ReportAPILimitsTests.schema()
+        let pool = PostgresPool(
+            configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
+        )
+        let router = ReportAPIApp.buildRouter(
+            store: ReportStore(pool: pool), defaultZone: "UTC", tokens: try APITokens.fromFile(path),
+            registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
+        let answers = try await Application(router: router).test(.router) { client in
+            var answers: [String] = []
+            for (uri, authorization) in [
+                ("/api/reports/summary", nil), ("/api/reports/summary", "Bearer wrong"),
+                ("/api/reports/user_visits", "Basic czNjcmV0LXRva2Vu"), ("/api/reports/summary", "Bearer s3cret-token"),
+                ("/api/reports/daily_usage", "bearer s3cret-token"), ("/health_check", nil), ("/readiness_check", nil),
+                ("/openapi.json", nil),
+            ] {
+                let headers: HTTPFields = authorization.map { [.authorization: $0] } ?? [:]
+                try await client.execute(uri: uri, method: .get, headers: headers) { response in
+                    let body = response.status == .unauthorized ? " " + String(buffer: response.body) : ""
+                    answers.append(
+                        "\(uri) \(response.status.code) \(response.headers[.wwwAuthenticate] ?? "-")\(body)")
+                }
+            }
+            return answers
+        }
+        let realm = #"Bearer realm="coworking reports""#
+        #expect(
+            answers == [
+                #"/api/reports/summary 401 \#(realm) {"error":"this API needs Authorization: Bearer <token>"}"#,
+                #"/api/reports/summary 401 \#(realm), error="invalid_token" {"error":"the bearer token is not valid"}"#,
+                #"/api/reports/user_visits 401 \#(realm), error="invalid_token" {"error":"the bearer token is not valid"}"#,
+                "/api/reports/summary 200 -", "/api/reports/daily_usage 200 -", "/health_check 200 -",
+                "/readiness_check 200 -", "/openapi.json 200 -",
+            ])
+        try await ReportAPILimitsTests.drop(schema)
+    }
+
+    @Test func metricsMoveToTheirOwnPort() async throws {
+        let (appPort, metricsPort) = (Int.random(in: 30_000..<35_000), Int.random(in: 35_000..<40_000))
+        let process = Process()
+        process.executableURL = FaultTests.consumerBinary.deletingLastPathComponent().appendingPathComponent(
+            "report-api")
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "APP_PORT": "\(appPort)", "API_METRICS_PORT": "\(metricsPort)", "BIND_ADDRESS": "127.0.0.1",
+            "LOG_LEVEL": "error",
+        ]) { _, changed in changed }
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
+        var health = ""
+        for _ in 0..<100 where !health.hasPrefix("HTTP/1.1 200") {
+            try await Task.sleep(for: .milliseconds(100))
+            health = HTTPGet.text(port: appPort, path: "/health_check")
+        }
+        #expect(health.hasPrefix("HTTP/1.1 200"))
+        #expect(HTTPGet.text(port: metricsPort, path: "/metrics").hasPrefix("HTTP/1.1 200"))
+        #expect(HTTPGet.text(port: appPort, path: "/metrics").hasPrefix("HTTP/1.1 404"))
+    }
+}
+
+/// A one-shot HTTP/1.1 GET over a plain socket, for programs started as processes.
+enum HTTPGet {
+    /// The whole answer, head and body, or "" when nothing listens.
+    static func text(port: Int, path: String) -> String {
+        guard let client = try? StalledClient(port: port, path: path, closing: true) else { return "" }
+        return client.readToEnd()
+    }
+}
