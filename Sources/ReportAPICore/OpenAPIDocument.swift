@@ -103,8 +103,8 @@ enum OpenAPIDocument {
           },
           "components": {
             "parameters": {
-              "from": {"name": "from", "in": "query", "required": false, "description": "First day, inclusive, in tz.", "schema": {"type": "string", "format": "date"}},
-              "to": {"name": "to", "in": "query", "required": false, "description": "Last day, inclusive, in tz; at most 10 years after from.", "schema": {"type": "string", "format": "date"}},
+              "from": {"name": "from", "in": "query", "required": false, "description": "First day, inclusive, in tz; absent, the first day with data.", "schema": {"type": "string", "format": "date"}},
+              "to": {"name": "to", "in": "query", "required": false, "description": "Last day, inclusive, in tz; at most 10 years after from. In a zone outside REPORT_TIMEZONES (answered from 15-minute rows), from..to may span at most 1096 days of data, an open end counting from the first or to the last day with data; a longer range answers 400.", "schema": {"type": "string", "format": "date"}},
               "tz": {"name": "tz", "in": "query", "required": false, "description": "IANA time zone; default REPORT_TIMEZONE, else UTC.", "schema": {"type": "string", "example": "Asia/Kolkata"}},
               "space": {"name": "space", "in": "query", "required": false, "description": "One space; all when absent.", "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}
             },

@@ -119,6 +119,51 @@ struct ReportAPILimitsTests {
         try await Self.drop(schema)
     }
 
+    @Test func aRangeInAZoneWithoutDailyRowsIsBoundedByTheDaysWithData() async throws {
+        let schema = try await Self.schema()
+        let owner = try await PostgresConnection.connect(
+            TestServers.database(schema: schema), logger: TestServers.logger)
+        // One visit a day at noon UTC, 2020 to 2023: 1461 days.
+        try await owner.execute(
+            """
+            INSERT INTO visits_quarter_hour (bucket_start, space_id, visits)
+            SELECT d + interval '12 hours', 'hq', 1 FROM generate_series('2020-01-01'::timestamptz, '2023-12-31', '1 day') d
+            """)
+        let router = try Self.router(
+            schema: schema, poolSize: 2, statementTimeout: .seconds(5), poolTimeout: .seconds(1))
+        let tooLong = { (days: Int) in
+            #"{"error":"from..to spans \#(days) days of data in Asia/Kathmandu, a zone without daily rows (not in "#
+                + #"REPORT_TIMEZONES), where a report may span 1096 days at most: narrow from and to, or ask in a zone "#
+                + #"of REPORT_TIMEZONES"}"#
+        }
+        #expect(
+            try await ReportAPITests.get(router, "/api/reports/daily_usage?tz=Asia/Kathmandu")
+                == (.badRequest, tooLong(1461)))
+        #expect(
+            try await ReportAPITests.get(
+                router, "/api/reports/hourly_usage?tz=Asia/Kathmandu&from=2020-06-01&to=2024-06-01")
+                == (.badRequest, tooLong(1309)), "an explicit end past the data counts to the last day with data")
+        let lastYear = try await ReportAPITests.get(
+            router, "/api/reports/daily_usage?tz=Asia/Kathmandu&from=2023-01-01")
+        #expect(lastYear.0 == .ok)
+        #expect(lastYear.1.split(separator: ",").count == 365)
+        #expect(
+            try await ReportAPITests.get(router, "/api/reports/hourly_usage?tz=Asia/Kathmandu&to=2020-12-31")
+                == (
+                    .ok,
+                    #"{"00":0,"01":0,"02":0,"03":0,"04":0,"05":0,"06":0,"07":0,"08":0,"09":0,"10":0,"11":0,"#
+                        + #""12":0,"13":0,"14":0,"15":0,"16":0,"17":366,"18":0,"19":0,"20":0,"21":0,"22":0,"23":0}"#
+                ))
+        // Years without data cost nothing: the range is cut to the days with data.
+        let asked = ContinuousClock.now
+        #expect(
+            try await ReportAPITests.get(
+                router, "/api/reports/daily_usage?tz=Asia/Kathmandu&from=0001-01-01&to=0001-12-31")
+                == (.ok, "{}"))
+        #expect(ContinuousClock.now - asked < .seconds(1))
+        try await Self.drop(schema)
+    }
+
     @Test func readinessAnswersFailedWithinTwoSecondsWhenTheDatabaseHangs() async throws {
         // A listener that accepts and never answers stands for a database that hangs mid-handshake.
         let listener = try TCPListener()
