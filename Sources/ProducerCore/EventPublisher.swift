@@ -67,6 +67,10 @@ public actor EventPublisher {
             let connection: AMQPConnection
             do {
                 connection = try await openConnection()
+            } catch let error as AMQPError where !error.isRetriable {
+                // Refused credentials or an unverified certificate: trying again cannot help.
+                logger.error("Could not connect to the broker", metadata: [LogKey.error: "\(error.debugDescription)"])
+                break
             } catch {
                 logger.warning("Could not reach the broker", metadata: [LogKey.error: "\(String(reflecting: error))"])
                 continue

@@ -104,7 +104,7 @@ struct ConfigurationTests {
     @Test(
         "a bad AMQP URL names AMQP_URL",
         arguments: [
-            ("amqps://u:hunter2@h/", "configuration error: AMQP_URL must start with amqp:// (TLS is not supported)"),
+            ("http://u:hunter2@h/", "configuration error: AMQP_URL must start with amqp:// or amqps://"),
             ("amqp://u:hunter2@h/a/b", "configuration error: AMQP_URL has a malformed virtual host (write / as %2F)"),
             (
                 "amqp://u:hunter2@h/?heartbeat=soon",
@@ -121,6 +121,33 @@ struct ConfigurationTests {
             Issue.record("accepted \(url)")
         } catch {
             #expect(error.description == line)
+        }
+    }
+
+    @Test func anAMQPSURLSpeaksTLSVerifiedAgainstTheSystemBundleUnlessAnotherIsNamed() throws {
+        let system = try AMQPConfiguration.fromEnvironment(Environment(["AMQP_URL": "amqps://u:p@broker.example/"]))
+        #expect(system.port == 5671)
+        #expect(system.tls == AMQPConfiguration.TLS(caCertificatePath: "/etc/ssl/certs/ca-certificates.crt"))
+        let named = try AMQPConfiguration.fromEnvironment(
+            Environment([
+                "AMQP_URL": "amqps://u:p@broker.example:5999/", "AMQP_CACERT": "/etc/hostname",
+                "AMQP_CERT": "/etc/hostname", "AMQP_KEY": "/etc/hostname",
+            ]))
+        #expect(named.port == 5999)
+        #expect(
+            named.tls
+                == AMQPConfiguration.TLS(
+                    caCertificatePath: "/etc/hostname", certificatePath: "/etc/hostname", keyPath: "/etc/hostname"))
+        #expect(try AMQPConfiguration.fromEnvironment(Environment(["AMQP_URL": "amqp://u:p@h/"])).tls == nil)
+        #expect(throws: ConfigurationError(variable: "AMQP_KEY", problem: "is required with AMQP_CERT")) {
+            try AMQPConfiguration.fromEnvironment(
+                Environment(["AMQP_URL": "amqps://u:p@h/", "AMQP_CERT": "/etc/hostname"]))
+        }
+        #expect(
+            throws: ConfigurationError(variable: "AMQP_CACERT", problem: #"names no readable file "/no/ca.pem""#)
+        ) {
+            try AMQPConfiguration.fromEnvironment(
+                Environment(["AMQP_URL": "amqps://u:p@h/", "AMQP_CACERT": "/no/ca.pem"]))
         }
     }
 

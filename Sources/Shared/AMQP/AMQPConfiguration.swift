@@ -14,6 +14,28 @@ public struct AMQPConfiguration: Sendable, Equatable {
     /// Seconds to wait for the TCP connection, the handshake and each broker reply
     /// (the `connection_timeout` query parameter, default 10).
     public var timeoutSeconds: Int
+    /// TLS, for an `amqps://` URL; nil for plain TCP.
+    public var tls: TLS?
+
+    /// How to speak TLS to the broker: its certificate chain and host name are always verified.
+    public struct TLS: Sendable, Equatable {
+        /// `AMQP_CACERT`: a PEM file of the authorities that may sign the broker's certificate; default the system's
+        /// bundle, `/etc/ssl/certs/ca-certificates.crt`.
+        public var caCertificatePath: String
+        /// `AMQP_CERT` and `AMQP_KEY`: PEM files of a client certificate and its key, for a broker that asks for one.
+        public var certificatePath: String?
+        public var keyPath: String?
+
+        public static let systemBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+        public init(
+            caCertificatePath: String = TLS.systemBundle, certificatePath: String? = nil, keyPath: String? = nil
+        ) {
+            self.caCertificatePath = caCertificatePath
+            self.certificatePath = certificatePath
+            self.keyPath = keyPath
+        }
+    }
 
     public init(
         host: String = "127.0.0.1", port: Int = 5672, user: String = "guest", password: String = "guest",
@@ -28,10 +50,29 @@ public struct AMQPConfiguration: Sendable, Equatable {
         self.timeoutSeconds = timeoutSeconds
     }
 
-    /// `AMQP_URL`: `amqp://user:pass@host:5672/vhost`, default `amqp://guest:guest@127.0.0.1:5672/%2F`.
+    /// `AMQP_URL`: `amqp://user:pass@host:5672/vhost`, default `amqp://guest:guest@127.0.0.1:5672/%2F`; or
+    /// `amqps://user:pass@host:5671/vhost` for TLS, with `AMQP_CACERT`, `AMQP_CERT` and `AMQP_KEY`.
     public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> AMQPConfiguration {
         guard let url = environment["AMQP_URL"] else { return AMQPConfiguration() }
-        return try AMQPConfiguration(url: url, variable: "AMQP_URL")
+        var configuration = try AMQPConfiguration(url: url, variable: "AMQP_URL")
+        guard var tls = configuration.tls else { return configuration }
+        func readable(_ variable: String) throws(ConfigurationError) -> String? {
+            guard let path = environment[variable] else { return nil }
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw ConfigurationError(variable: variable, problem: "names no readable file \(quoted(path))")
+            }
+            return path
+        }
+        tls.caCertificatePath = try readable("AMQP_CACERT") ?? tls.caCertificatePath
+        tls.certificatePath = try readable("AMQP_CERT")
+        tls.keyPath = try readable("AMQP_KEY")
+        guard (tls.certificatePath == nil) == (tls.keyPath == nil) else {
+            throw ConfigurationError(
+                variable: tls.certificatePath == nil ? "AMQP_CERT" : "AMQP_KEY",
+                problem: "is required with \(tls.certificatePath == nil ? "AMQP_KEY" : "AMQP_CERT")")
+        }
+        configuration.tls = tls
+        return configuration
     }
 
     /// Parses an AMQP URI as RabbitMQ documents it. Errors name `variable` and never echo the URL, which holds
@@ -43,10 +84,15 @@ public struct AMQPConfiguration: Sendable, Equatable {
         guard let components = URLComponents(string: url) else {
             throw invalid("must be a URL such as amqp://user:pass@host:5672/vhost")
         }
-        guard components.scheme?.lowercased() == "amqp" else {
-            throw invalid("must start with amqp:// (TLS is not supported)")
+        let scheme = components.scheme?.lowercased()
+        guard scheme == "amqp" || scheme == "amqps" else {
+            throw invalid("must start with amqp:// or amqps://")
         }
         self.init()
+        if scheme == "amqps" {
+            tls = TLS()
+            port = 5671
+        }
         if let host = components.host, !host.isEmpty { self.host = host }
         if let port = components.port {
             guard (1...65_535).contains(port) else { throw invalid("has a port out of range") }

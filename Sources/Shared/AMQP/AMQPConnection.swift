@@ -78,16 +78,29 @@ public actor AMQPConnection {
             throw AMQPError(.connectionFailed, "could not allocate a connection", isRetriable: false)
         }
         self.state = state
-        guard let socket = amqp_tcp_socket_new(state) else {
+        let socket =
+            try configuration.tls.map { tls throws(AMQPError) in try tlsSocket(state, tls) }
+            ?? amqp_tcp_socket_new(state)
+        guard let socket else {
             throw fail(AMQPError(.connectionFailed, "could not create a socket", isRetriable: true))
         }
         var timeout = timeval(tv_sec: configuration.timeoutSeconds, tv_usec: 0)
         let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
         guard status == AMQP_STATUS_OK.rawValue else {
-            throw fail(
-                AMQPError(
-                    .connectionFailed, "could not connect to the broker",
-                    detail: "\(configuration.host):\(configuration.port): \(statusText(status))", isRetriable: true))
+            let detail = "\(configuration.host):\(configuration.port): \(statusText(status))"
+            switch status {
+            case AMQP_STATUS_SSL_PEER_VERIFY_FAILED.rawValue, AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue:
+                // Trying again cannot help: the certificate or the setting must change.
+                throw fail(
+                    AMQPError(
+                        .connectionFailed,
+                        "the broker's certificate was not verified with AMQP_CACERT "
+                            + "(\(configuration.tls?.caCertificatePath ?? "")) for host \(configuration.host)",
+                        detail: detail, isRetriable: false))
+            default:
+                throw fail(
+                    AMQPError(.connectionFailed, "could not connect to the broker", detail: detail, isRetriable: true))
+            }
         }
         amqp_set_handshake_timeout(state, &timeout)
         amqp_set_rpc_timeout(state, &timeout)
@@ -103,6 +116,28 @@ public actor AMQPConnection {
                 LogKey.amqpHost: "\(configuration.host):\(configuration.port)",
                 LogKey.amqpVirtualHost: "\(configuration.virtualHost)",
             ])
+    }
+
+    /// A TLS socket that verifies the broker's certificate chain against `tls.caCertificatePath` and its host name
+    /// (librabbitmq's defaults, kept on), presenting a client certificate when one is configured.
+    private func tlsSocket(_ state: amqp_connection_state_t, _ tls: AMQPConfiguration.TLS) throws(AMQPError)
+        -> OpaquePointer?
+    {
+        guard let socket = amqp_ssl_socket_new(state) else { return nil }
+        func refused(_ setting: String, _ path: String) -> AMQPError {
+            fail(AMQPError(.connectionFailed, "\(setting) could not be loaded from \(path)", isRetriable: false))
+        }
+        guard amqp_ssl_socket_set_cacert(socket, tls.caCertificatePath) == AMQP_STATUS_OK.rawValue else {
+            throw refused("AMQP_CACERT", tls.caCertificatePath)
+        }
+        if let certificate = tls.certificatePath, let key = tls.keyPath,
+            amqp_ssl_socket_set_key(socket, certificate, key) != AMQP_STATUS_OK.rawValue
+        {
+            throw refused("AMQP_CERT with AMQP_KEY", certificate)
+        }
+        amqp_ssl_socket_set_verify_peer(socket, 1)
+        amqp_ssl_socket_set_verify_hostname(socket, 1)
+        return socket
     }
 
     /// Closes the channel and the connection with the AMQP handshake. Errors are ignored: the socket is gone
