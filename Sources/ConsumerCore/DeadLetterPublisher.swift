@@ -17,14 +17,20 @@ actor DeadLetterPublisher {
         self.logger = logger
     }
 
+    /// How long the broker may take to confirm: a broker that blocks publishers leaves dead letters unconfirmed, and
+    /// the consumer requeues them and goes on with the rest of the stream rather than wait for the alarm to clear.
+    static let confirmTimeout = Duration.seconds(10)
+
     /// Publishes `messages` and returns how the broker settled each. A connection found lost (the broker
     /// restarted since the last dead letter) is opened again once, and the messages not confirmed sent again.
     func publish(_ messages: [AMQPOutgoingMessage]) async throws -> [PublishOutcome] {
-        var outcomes = try await openConnection().publishConfirmed(messages, window: messages.count)
+        var outcomes = try await openConnection().publishConfirmed(
+            messages, window: messages.count, timeout: Self.confirmTimeout)
         guard let connection, await !connection.isOpen, outcomes.contains(.unconfirmed) else { return outcomes }
         self.connection = nil
         let retried = outcomes.indices.filter { outcomes[$0] == .unconfirmed }
-        let again = try await openConnection().publishConfirmed(retried.map { messages[$0] }, window: retried.count)
+        let again = try await openConnection().publishConfirmed(
+            retried.map { messages[$0] }, window: retried.count, timeout: Self.confirmTimeout)
         for (index, outcome) in zip(retried, again) { outcomes[index] = outcome }
         return outcomes
     }

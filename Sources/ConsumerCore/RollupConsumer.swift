@@ -123,11 +123,15 @@ public final class RollupConsumer: Service {
         logger.info("Stopped consuming")
     }
 
-    /// A chunk whose fold is under way: acknowledged up to `lastTag` once it commits.
+    /// A chunk whose fold is under way: acknowledged with one multiple-ack once it commits.
     private struct InFlight {
-        var lastTag: UInt64
+        /// The delivery tags of the chunk, in order, the dead-lettered ones included.
+        var tags: [UInt64]
+        /// Tags already settled by a requeue (a dead letter the broker did not confirm): the multiple-ack must name
+        /// another tag, as the broker no longer knows these.
+        var requeued: Set<UInt64>
         /// Deliveries in the chunk, the dead-lettered ones included: all unacknowledged until it commits.
-        var received: Int
+        var received: Int { tags.count }
         var deliveries: [AMQPDelivery]
         var fold: Task<DatabaseStage.Outcome, any Error>
     }
@@ -162,7 +166,7 @@ public final class RollupConsumer: Service {
             }
             metrics.received.increment(by: deliveries.count)
             for chunk in chunks(of: deliveries) {
-                let (events, eventDeliveries) = try await decodeDeadLetteringInvalid(chunk, amqp)
+                let (events, eventDeliveries, requeued) = try await decodeDeadLetteringInvalid(chunk, amqp)
                 let database = databases[nextStage]
                 nextStage = (nextStage + 1) % databases.count
                 // Prepared and queued on its stage while the batches before fold: the stage's connection begins
@@ -171,8 +175,7 @@ public final class RollupConsumer: Service {
                 let prepared = database.prepare(events)
                 inFlight.append(
                     InFlight(
-                        lastTag: chunk[chunk.endIndex - 1].deliveryTag, received: chunk.count,
-                        deliveries: eventDeliveries,
+                        tags: chunk.map(\.deliveryTag), requeued: requeued, deliveries: eventDeliveries,
                         fold: Task { try await database.foldIsolatingRefusals(prepared) }))
                 if inFlight.count > databases.count { try await finish(inFlight.removeFirst(), amqp) }
             }
@@ -192,9 +195,10 @@ public final class RollupConsumer: Service {
     }
 
     /// Decodes a chunk; the messages that are not valid events go to the dead-letter exchange with their reason,
-    /// and once the broker confirms they are there, they need only the chunk's acknowledgement.
+    /// and once the broker confirms they are there, they need only the chunk's acknowledgement. Returns the events,
+    /// their deliveries, and the tags of the invalid messages requeued instead (their dead letters unconfirmed).
     private func decodeDeadLetteringInvalid(_ chunk: ArraySlice<AMQPDelivery>, _ amqp: AMQPConnection) async throws
-        -> ([Event], [AMQPDelivery])
+        -> ([Event], [AMQPDelivery], Set<UInt64>)
     {
         let now = Timestamp.now
         var events: [Event] = []
@@ -209,16 +213,17 @@ public final class RollupConsumer: Service {
                 rejected.append((delivery, error.description, error.kind))
             }
         }
-        try await deadLetter(rejected, amqp)
-        return (events, eventDeliveries)
+        let requeued = try await deadLetter(rejected, amqp)
+        return (events, eventDeliveries, requeued)
     }
 
     /// Publishes each message with its reason to the dead-letter exchange, on the dead letters' own connection,
-    /// and waits for the confirms. A message the broker did not confirm is requeued instead, to be tried again.
+    /// and waits for the confirms. A message the broker did not confirm is requeued instead, to be tried again;
+    /// returns the tags of those.
     private func deadLetter(_ rejected: [(AMQPDelivery, String, EventRejection.Kind?)], _ amqp: AMQPConnection)
-        async throws
+        async throws -> Set<UInt64>
     {
-        guard !rejected.isEmpty else { return }
+        guard !rejected.isEmpty else { return [] }
         var rejected = rejected
         let messages = rejected.indices.map { index in
             let (delivery, reason, _) = rejected[index]
@@ -227,6 +232,7 @@ public final class RollupConsumer: Service {
             return message
         }
         let outcomes = try await deadLetters.publish(messages)
+        var requeued: Set<UInt64> = []
         for ((delivery, reason, kind), outcome) in zip(rejected, outcomes) {
             if outcome == .confirmed {
                 metrics.recordDeadLetter(kind)
@@ -235,8 +241,10 @@ public final class RollupConsumer: Service {
                     metadata: [LogKey.rejectionReason: "\(reason)", LogKey.amqpDeliveryTag: "\(delivery.deliveryTag)"])
             } else {
                 try await amqp.reject(delivery.deliveryTag, requeue: true)
+                requeued.insert(delivery.deliveryTag)
             }
         }
+        return requeued
     }
 
     /// The dead letter of `delivery`: its properties and headers as they came, the reason first among the headers,
@@ -262,13 +270,17 @@ public final class RollupConsumer: Service {
     /// Waits for a chunk's commit, dead-letters the events the database refused, and acknowledges the chunk.
     private func finish(_ inFlight: InFlight, _ amqp: AMQPConnection) async throws {
         let outcome = try await waitKeepingAlive(inFlight.fold, amqp)
+        var requeued = inFlight.requeued
         if !outcome.refused.isEmpty {
-            try await deadLetter(
-                outcome.refused.map { index, error in
-                    (inFlight.deliveries[index], "the database refused the event (\(error))", nil)
-                }, amqp)
+            requeued.formUnion(
+                try await deadLetter(
+                    outcome.refused.map { index, error in
+                        (inFlight.deliveries[index], "the database refused the event (\(error))", nil)
+                    }, amqp))
         }
-        try await amqp.ack(inFlight.lastTag, multiple: true)
+        if let lastTag = inFlight.tags.last(where: { !requeued.contains($0) }) {
+            try await amqp.ack(lastTag, multiple: true)
+        }
         metrics.folded.increment(by: outcome.result.counted)
         metrics.duplicates.increment(by: outcome.result.duplicates)
         metrics.batchSize.record(inFlight.deliveries.count)

@@ -145,4 +145,31 @@ struct FaultTests {
                     "body is 104857600 bytes, more than the 65536 allowed (the dead letter keeps its first 65536)"))
         try await harness.cleanup()
     }
+
+    /// A memory alarm blocks every connection that publishes. Dead letters go out on a connection of their own, so
+    /// the consumer's connection, which only receives and acknowledges, goes on past the invalid message, whose dead
+    /// letter waits (it is requeued each time its confirm times out). On a shared connection the first dead letter
+    /// would block the acknowledgements too, and the consumer would stop one prefetch window (400 events here) past
+    /// it. (The quorum queue itself slows under the alarm: about a thousand events past the invalid one were counted
+    /// before it, in the runs that set the 600 asked here.)
+    @Test func aBrokerBlockingPublishersStallsNoAcknowledgement() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let events = workload(events: 4_000, users: 50, seed: 10)
+        try await harness.publish(
+            events[..<1_000].map(\.jsonBody) + [Array("hello".utf8)] + events[1_000...].map(\.jsonBody))
+        Self.shell("rabbitmqctl set_vm_memory_high_watermark 0.000001")
+        defer { Self.shell("rabbitmqctl set_vm_memory_high_watermark 0.4") }
+        try await harness.withConsumers {
+            try await harness.waitUntilCounted(1_600)
+            Self.shell("rabbitmqctl set_vm_memory_high_watermark 0.4")
+            try await harness.waitUntilDrained(counted: events.count)
+            try await HostileMessageTests.waitForDeadLetters(harness, 1)
+        }
+        // A dead letter confirmed only after its wait ran out is published again: at least once, never lost.
+        let dead = try await harness.deadLetters()
+        #expect(!dead.isEmpty)
+        #expect(Set(dead.map(\.body)) == [Array("hello".utf8)])
+        #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        try await harness.cleanup()
+    }
 }
