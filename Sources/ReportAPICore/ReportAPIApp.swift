@@ -129,11 +129,16 @@ public enum ReportAPIApp {
             cacheLifetime: settings.cacheLifetime, tokens: settings.tokens, servesMetrics: settings.metricsPort == nil,
             registry: registry, logger: logger)
         let writeTimeout = TimeAmount(settings.writeTimeout)
+        let stalledClosed = registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                namespace: "coworking", subsystem: "api", metricName: "stalled_connections_closed", unitName: "total",
+                helpText: "Connections closed because their client read nothing of an answer for HTTP_WRITE_TIMEOUT_S"
+            ))
         return Application(
             router: router,
             server: .http1(
                 configuration: HTTP1Channel.Configuration(
-                    additionalChannelHandlers: [StalledWriteHandler(timeout: writeTimeout)],
+                    additionalChannelHandlers: [StalledWriteHandler(timeout: writeTimeout, closed: stalledClosed)],
                     idleTimeout: TimeAmount(settings.idleTimeout))),
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.bindAddress, port: settings.port), serverName: nil),

@@ -1,4 +1,5 @@
 import NIOCore
+import Prometheus
 
 /// Closes a connection whose client has read nothing of an answer for `timeout`: the bytes waiting to be sent pass
 /// the channel's high-water mark (it becomes unwritable) and stay there. A client that stops reading a long answer
@@ -8,10 +9,13 @@ final class StalledWriteHandler: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundIn = NIOAny
 
     private let timeout: TimeAmount
+    /// `coworking_api_stalled_connections_closed_total`.
+    private let closed: Counter
     private var closing: Scheduled<Void>?
 
-    init(timeout: TimeAmount) {
+    init(timeout: TimeAmount, closed: Counter) {
         self.timeout = timeout
+        self.closed = closed
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -19,8 +23,11 @@ final class StalledWriteHandler: ChannelInboundHandler, RemovableChannelHandler 
             closing?.cancel()
             closing = nil
         } else if closing == nil {
-            let channel = context.channel
-            closing = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+            let (channel, closed) = (context.channel, self.closed)
+            closing = context.eventLoop.scheduleTask(in: timeout) {
+                closed.increment()
+                channel.close(promise: nil)
+            }
         }
         context.fireChannelWritabilityChanged()
     }

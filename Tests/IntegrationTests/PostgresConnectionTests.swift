@@ -149,8 +149,10 @@ struct PostgresConnectionTests {
     }
 
     @Test func thePoolReusesAtMostItsSizeAndReplacesBrokenConnections() async throws {
+        // Thirty requests queue for three connections: the wait is not what this test is about.
         let pool = PostgresPool(
-            configuration: try TestServers.database(), maxConnections: 3, logger: TestServers.logger)
+            configuration: try TestServers.database(), maxConnections: 3, acquireTimeout: .seconds(30),
+            logger: TestServers.logger)
         let pids = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<30 {
                 group.addTask {

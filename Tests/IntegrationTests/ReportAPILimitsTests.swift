@@ -179,6 +179,16 @@ struct ReportAPILimitsTests {
         #expect(took >= .seconds(2) && took < .seconds(3), "answered after \(took)")
     }
 
+    /// `coworking_api_stalled_connections_closed_total` as the API's `/metrics` tells it.
+    static func stalledConnectionsClosed(_ client: some TestClientProtocol) async throws -> Int {
+        try await client.execute(uri: "/metrics", method: .get) { response in
+            let line = String(buffer: response.body).split(separator: "\n").first {
+                $0.hasPrefix("coworking_api_stalled_connections_closed_total ")
+            }
+            return line.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        }
+    }
+
     /// Clients that ask for every user and never read: with the stream's pages read on connections taken and
     /// returned per page, they hold none of the pool's two connections, and every other report answers at once.
     /// Past the write timeout, the server closes their connections.
@@ -203,8 +213,12 @@ struct ReportAPILimitsTests {
                 }
                 #expect(ContinuousClock.now - asked < .seconds(1), "\(uri) waited")
             }
-            // Past the write timeout, each stalled connection was closed before its answer was whole.
-            try await Task.sleep(for: .seconds(3))
+            // Past the write timeout, each stalled connection is closed before its answer is whole.
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await Self.stalledConnectionsClosed(client) < stalled.count, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(try await Self.stalledConnectionsClosed(client) == stalled.count)
             for client in stalled {
                 let reading = ContinuousClock.now
                 let received = client.readToEnd()
