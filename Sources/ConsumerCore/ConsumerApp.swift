@@ -57,6 +57,7 @@ public enum ConsumerApp {
     public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.valueHistogramBuckets[ConsumerMetrics.batchSizeLabel] = ConsumerMetrics.batchSizeBuckets
+        factory.valueHistogramBuckets[ConsumerMetrics.publishToCommitLabel] = ConsumerMetrics.publishToCommitBuckets
         factory.defaultDurationHistogramBuckets = [
             .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
             .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2),

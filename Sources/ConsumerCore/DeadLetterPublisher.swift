@@ -2,7 +2,7 @@ import Logging
 import Shared
 
 /// Publishes dead letters with confirms on an AMQP connection of its own, opened when first needed and again
-/// after it is lost. A broker that blocks publishers (a memory or disk alarm) blocks this connection only, never
+/// after it is lost; the consumer reads the queue's depth on it too. A broker that blocks publishers (a memory or disk alarm) blocks this connection only, never
 /// the one the consumer receives and acknowledges on. Heartbeats are off on it: it can sit idle for hours, between
 /// bad messages, and librabbitmq sends heartbeats only from inside its calls.
 actor DeadLetterPublisher {
@@ -33,6 +33,12 @@ actor DeadLetterPublisher {
             retried.map { messages[$0] }, window: retried.count, timeout: Self.confirmTimeout)
         for (index, outcome) in zip(retried, again) { outcomes[index] = outcome }
         return outcomes
+    }
+
+    /// The ready messages of `queue` (a passive declare), asked on this connection rather than the one the consumer
+    /// receives on, whose stream of deliveries an RPC would interleave with.
+    func readyMessages(in queue: String) async throws -> Int {
+        try await openConnection().queueStatus(queue).messageCount
     }
 
     func close() async {

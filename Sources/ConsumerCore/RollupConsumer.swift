@@ -24,6 +24,10 @@ public final class RollupConsumer: Service {
     private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
     private let isStopping = Atomic<Bool>(false)
     private let isConsuming = Atomic<Bool>(false)
+    /// When the last batch committed (or the consumer started), in microseconds since the epoch.
+    private let lastCommit = Atomic<Int64>(Timestamp.now.microsecondsSinceEpoch)
+    /// How often the queue's depth is read from the broker.
+    private static let queueReadInterval = Duration.seconds(5)
 
     public init(settings: ConsumerSettings, logger: Logger, metrics: ConsumerMetrics = ConsumerMetrics()) {
         self.settings = settings
@@ -133,6 +137,8 @@ public final class RollupConsumer: Service {
         /// Deliveries in the chunk, the dead-lettered ones included: all unacknowledged until it commits.
         var received: Int { tags.count }
         var deliveries: [AMQPDelivery]
+        /// When the chunk's first delivery was published, where the publisher stamped it.
+        var publishedAt: UInt64?
         var fold: Task<DatabaseStage.Outcome, any Error>
     }
 
@@ -141,10 +147,20 @@ public final class RollupConsumer: Service {
         // a stage holds two chunks at most: one folding, the next queued behind it.
         var inFlight: [InFlight] = []
         var nextStage = 0
+        var queueReadAt = ContinuousClock.now - Self.queueReadInterval
         while true {
             // Cancelled when the group fails (its probe server could not listen) or the shutdown deadline
             // passed: what is not acknowledged returns to the queue.
             try Task.checkCancellation()
+            metrics.unacknowledged.record(inFlight.reduce(0) { $0 + $1.received })
+            metrics.sinceLastCommit.record(
+                Double(Timestamp.now.microsecondsSinceEpoch - lastCommit.load(ordering: .relaxed)) / 1e6)
+            if ContinuousClock.now - queueReadAt >= Self.queueReadInterval {
+                queueReadAt = .now
+                if let ready = try? await deadLetters.readyMessages(in: settings.topology.queue) {
+                    metrics.queueReady.record(ready)
+                }
+            }
             if stopping {
                 try await amqp.cancel(consumerTag)
                 for pending in inFlight { try await finish(pending, amqp) }
@@ -173,9 +189,15 @@ public final class RollupConsumer: Service {
                 // it as soon as its previous transaction commits, without waiting for this loop to take the
                 // commit, acknowledge it and hand the connection the next batch.
                 let prepared = database.prepare(events)
+                let publishedAt = chunk.first?.timestamp
+                if let publishedAt {
+                    metrics.oldestEventAge.record(
+                        Double(Timestamp.now.microsecondsSinceEpoch) / 1e6 - Double(publishedAt))
+                }
                 inFlight.append(
                     InFlight(
                         tags: chunk.map(\.deliveryTag), requeued: requeued, deliveries: eventDeliveries,
+                        publishedAt: publishedAt,
                         fold: Task { try await database.foldIsolatingRefusals(prepared) }))
                 if inFlight.count > databases.count { try await finish(inFlight.removeFirst(), amqp) }
             }
@@ -284,7 +306,12 @@ public final class RollupConsumer: Service {
         metrics.folded.increment(by: outcome.result.counted)
         metrics.duplicates.increment(by: outcome.result.duplicates)
         metrics.batchSize.record(inFlight.deliveries.count)
-        if outcome.result.counted > 0 { metrics.lastFold.record(Double(Timestamp.now.microsecondsSinceEpoch) / 1e6) }
+        let committed = Timestamp.now.microsecondsSinceEpoch
+        lastCommit.store(committed, ordering: .relaxed)
+        if outcome.result.counted > 0 { metrics.lastFold.record(Double(committed) / 1e6) }
+        if let publishedAt = inFlight.publishedAt {
+            metrics.publishToCommit.record(max(0, Double(committed) / 1e6 - Double(publishedAt)))
+        }
         logger.debug(
             "Folded a batch",
             metadata: [

@@ -99,9 +99,10 @@ public struct RollupWriter: Sendable {
             """, rows.users)[0].int(0)
         try connection.query(
             """
-            INSERT INTO fold_totals AS t (slot, checkins, users, first_checkin_at, last_checkin_at, last_folded_at)
-            VALUES ($1, $2, $3, $4, $5, clock_timestamp())
+            INSERT INTO fold_totals AS t (slot, checkins, users, first_checkin_at, last_checkin_at, last_folded_at, folds)
+            VALUES ($1, $2, $3, $4, $5, clock_timestamp(), 1)
             ON CONFLICT (slot) DO UPDATE SET
+                folds = t.folds + 1,
                 checkins = t.checkins + excluded.checkins,
                 users = t.users + excluded.users,
                 first_checkin_at = least(t.first_checkin_at, excluded.first_checkin_at),

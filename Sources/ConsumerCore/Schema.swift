@@ -15,7 +15,8 @@ struct Migration: Sendable {
 /// - `visits_local_day`: visits per local day and space for each zone of `report_zones`, and per local hour in
 ///   the columns `h00` to `h23` (version 2; version 1 kept days and hours in `visits_daily` and `visits_hourly`);
 /// - `user_activity`: per user, visits, first and last visit, and `joined_at`;
-/// - `fold_totals`: the summary's totals, over a few rows so that replicas seldom wait for one another;
+/// - `fold_totals`: the summary's totals, over a few rows so that replicas seldom wait for one another, and the
+///   count of folds, the rollups' version (version 4), whose every change is signalled on `coworking_folds`;
 /// - `counted_events`: the id of every event counted, the key that makes a redelivery count nothing.
 let migrations: [Migration] = [
     Migration(
@@ -126,6 +127,25 @@ let migrations: [Migration] = [
                     SELECT total.new, inserted.event_id FROM total LEFT JOIN inserted ON true;
             END
             $$;
+            """),
+    Migration(
+        version: 4, description: "the rollups' version, and a signal at each fold's commit",
+        sql: """
+            -- A fold that counts anything adds one to its slot's count: the sum is the version of the rollups, which
+            -- the report API's answers carry as their ETag, and which grows with every commit, whatever order
+            -- replicas commit in.
+            ALTER TABLE fold_totals ADD COLUMN folds bigint NOT NULL DEFAULT 0;
+            -- Tells listeners (the report API's caches) that the rollups changed, on channel coworking_folds with
+            -- the schema as payload. PostgreSQL delivers a notification at the commit of its transaction, and
+            -- never for one rolled back.
+            CREATE FUNCTION notify_fold() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('coworking_folds', TG_TABLE_SCHEMA);
+                RETURN NULL;
+            END
+            $$;
+            CREATE TRIGGER fold_committed AFTER INSERT OR UPDATE ON fold_totals
+                FOR EACH STATEMENT EXECUTE FUNCTION notify_fold();
             """),
 ]
 

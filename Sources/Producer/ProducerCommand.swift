@@ -13,7 +13,7 @@ struct ProducerCommand: AsyncParsableCommand {
             Configured by AMQP_URL, EXCHANGE and LOG_LEVEL. Every command ends with one line of how many events were \
             published and confirmed, and exits non-zero when any was not confirmed.
             """,
-        subcommands: [Publish.self, Replay.self, Backfill.self, Load.self]
+        subcommands: [Publish.self, Replay.self, Backfill.self, Load.self, DeadLetters.self]
     )
 }
 
@@ -221,6 +221,95 @@ struct Load: AsyncParsableCommand {
             String(
                 format: "achieved %.0f confirmed events/s of the %.0f asked", Double(counts.confirmed) / seconds, rate))
         await context.finish(counts)
+    }
+}
+
+struct DeadLetters: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead-letters",
+        abstract: "Summarizes coworking.dead by reason, publishes chosen dead letters again, or removes them.",
+        discussion: """
+            Configured by AMQP_URL, EXCHANGE and DEAD_LETTER_EXCHANGE. A dead letter is removed only after what was             asked of it is done; those not chosen stay in the queue.
+            """,
+        subcommands: [List.self, Requeue.self, Purge.self])
+
+    /// The settings these commands need, and a logger.
+    static func queue() -> DeadLetterQueue {
+        let (amqp, topology, level) = Program.configuration { () throws(ConfigurationError) in
+            let environment = Environment.process
+            return (
+                try AMQPConfiguration.fromEnvironment(environment), try Topology.fromEnvironment(environment),
+                try Logger.Level.fromEnvironment(environment)
+            )
+        }
+        Program.bootstrapLogging(level: level)
+        return DeadLetterQueue(configuration: amqp, topology: topology, logger: Logger(label: "producer"))
+    }
+
+    struct Filter: ParsableArguments {
+        @Option(help: "Only the dead letters whose reason contains this text.") var reason: String?
+        @Option(help: "At most this many.") var limit: Int?
+
+        func validate() throws {
+            if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Counts the dead letters by reason, with the oldest, the newest and an example; removes none.")
+
+        func run() async throws {
+            let queue = DeadLetters.queue()
+            let summaries = await Program.run("Reading the dead letters failed", logger: queue.logger) {
+                try await queue.summarize()
+            }
+            for summary in summaries {
+                let span = [summary.oldest, summary.newest].map { $0?.rfc3339 ?? "unknown" }
+                print("\(summary.count)\t\(summary.reason)")
+                print(
+                    "\tpublished from \(span[0]) to \(span[1]); for example: \(summary.example.escapingControlCharacters)"
+                )
+            }
+            print("\(summaries.reduce(0) { $0 + $1.count }) dead letters, \(summaries.count) reasons")
+            Program.finish()
+        }
+    }
+
+    struct Requeue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publishes the chosen dead letters to the events exchange again and removes each once confirmed.")
+
+        @OptionGroup var filter: Filter
+
+        func run() async throws {
+            let queue = DeadLetters.queue()
+            let (matched, requeued) = await Program.run("Requeueing dead letters failed", logger: queue.logger) {
+                try await queue.requeue(reason: filter.reason, limit: filter.limit)
+            }
+            print("published \(matched) events, \(requeued) confirmed")
+            Program.finish(status: requeued < matched ? 1 : 0)
+        }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Removes the chosen dead letters for good.")
+
+        @OptionGroup var filter: Filter
+        @Flag(help: "Confirms the removal: without it, nothing is removed.") var yes = false
+
+        func run() async throws {
+            guard yes else {
+                throw ValidationError(
+                    "purge removes dead letters for good: add --yes to confirm (list shows them first)")
+            }
+            let queue = DeadLetters.queue()
+            let removed = await Program.run("Purging dead letters failed", logger: queue.logger) {
+                try await queue.purge(reason: filter.reason, limit: filter.limit)
+            }
+            print("removed \(removed) dead letters")
+            Program.finish()
+        }
     }
 }
 

@@ -39,6 +39,8 @@ enum OpenAPIDocument {
                       "example": {"2023-02-07": 40, "2023-02-08": 202}}}
                   },
                   "400": {"$ref": "#/components/responses/BadQuery"},
+                  "304": {"$ref": "#/components/responses/NotModified"},
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
@@ -57,6 +59,8 @@ enum OpenAPIDocument {
                       "example": {"1": {"joined_at": "2023-01-20 03:23:39.757813", "visits": 6}}}}
                   },
                   "400": {"$ref": "#/components/responses/BadQuery"},
+                  "304": {"$ref": "#/components/responses/NotModified"},
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
@@ -74,6 +78,8 @@ enum OpenAPIDocument {
                     "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}}
                   },
                   "400": {"$ref": "#/components/responses/BadQuery"},
+                  "304": {"$ref": "#/components/responses/NotModified"},
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
@@ -84,6 +90,8 @@ enum OpenAPIDocument {
                 "responses": {
                   "200": {"description": "Counted check-ins, users with a visit, first and last check-in, last fold.",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Summary"}}}},
+                  "304": {"$ref": "#/components/responses/NotModified"},
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
                   "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
@@ -130,7 +138,12 @@ enum OpenAPIDocument {
             },
             "responses": {
               "BadQuery": {"description": "A bad query; the message names the parameter.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-              "Unavailable": {"description": "The database is unavailable.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+              "Unavailable": {"description": "The database is unavailable or busy (a full pool, a query past its statement timeout); Retry-After says when to try again.", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+              "NotModified": {"description": "The rollups are still at the version that If-None-Match names (the ETag), or unchanged since If-Modified-Since. Every report answer carries ETag (the rollups' version), Last-Modified (the commit time of the newest fold) and Cache-Control: no-cache.", "headers": {"ETag": {"schema": {"type": "string"}}, "Last-Modified": {"schema": {"type": "string"}}}},
+              "Unauthorized": {"description": "With API_TOKENS_FILE set: no bearer token, or one not listed.", "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            },
+            "securitySchemes": {
+              "bearer": {"type": "http", "scheme": "bearer", "description": "Needed on /api/ paths when the API runs with API_TOKENS_FILE."}
             }
           }
         }

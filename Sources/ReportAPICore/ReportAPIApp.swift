@@ -91,12 +91,16 @@ public struct ReportAPISettings: Sendable {
 
 /// Builds the report API: the legacy paths, the new reports, probes, metrics and the OpenAPI document.
 public enum ReportAPIApp {
-    /// What `report-api` runs: the API, and the metrics server when `API_METRICS_PORT` is set; SIGTERM and SIGINT
-    /// shut them down gracefully.
+    /// What `report-api` runs: the API, the listener of the folds' signal that keeps its caches fresh, and the
+    /// metrics server when `API_METRICS_PORT` is set; SIGTERM and SIGINT shut them down gracefully.
     public static func buildServiceGroup(
         settings: ReportAPISettings, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> ServiceGroup {
-        var services: [any Service] = [buildApplication(settings: settings, registry: registry, logger: logger)]
+        let foldSignal = FoldSignal(configuration: settings.database, registry: registry, logger: logger)
+        var services: [any Service] = [
+            buildApplication(settings: settings, foldSignal: foldSignal, registry: registry, logger: logger),
+            foldSignal,
+        ]
         if let metricsPort = settings.metricsPort {
             let router = Router()
             router.get("metrics") { _, _ in metricsAnswer(registry) }
@@ -119,14 +123,16 @@ public enum ReportAPIApp {
     }
 
     public static func buildApplication(
-        settings: ReportAPISettings, registry: PrometheusCollectorRegistry, logger: Logger
+        settings: ReportAPISettings, foldSignal: FoldSignal? = nil, registry: PrometheusCollectorRegistry,
+        logger: Logger
     ) -> some ApplicationProtocol {
         let pool = PostgresPool(
             configuration: settings.database, maxConnections: settings.poolSize, acquireTimeout: settings.poolTimeout,
             logger: logger)
         let router = buildRouter(
             store: ReportStore(pool: pool), defaultZone: settings.zones.defaultZone,
-            cacheLifetime: settings.cacheLifetime, tokens: settings.tokens, servesMetrics: settings.metricsPort == nil,
+            cacheLifetime: settings.cacheLifetime, foldSignal: foldSignal, tokens: settings.tokens,
+            servesMetrics: settings.metricsPort == nil,
             registry: registry, logger: logger)
         let writeTimeout = TimeAmount(settings.writeTimeout)
         let stalledClosed = registry.makeCounter(
@@ -150,12 +156,15 @@ public enum ReportAPIApp {
     }
 
     /// The routes, separate from the server so that tests drive them with HummingbirdTesting.
+    /// `foldSignal`, when given (and running), keeps cached answers exactly as fresh as the rollups; without it they
+    /// are kept for `cacheLifetime`.
     public static func buildRouter(
-        store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, tokens: APITokens? = nil,
-        servesMetrics: Bool = true, registry: PrometheusCollectorRegistry, logger: Logger
+        store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, foldSignal: FoldSignal? = nil,
+        tokens: APITokens? = nil, servesMetrics: Bool = true, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> Router<BasicRequestContext> {
         // Answers are kept as the bytes sent, so that a cached answer is not copied for each request.
-        let cache = ResponseCache<ByteBuffer>(lifetime: cacheLifetime)
+        let cache = ResponseCache<(body: ByteBuffer, freshness: Freshness)>(
+            lifetime: cacheLifetime, generation: { foldSignal?.generation })
         // HEAD is answered by the GET route, without the body, as Flask (the legacy service) does.
         let router = Router(options: .autoGenerateHeadEndpoints)
         // Outermost, so that metrics count the answers the error middleware makes of errors.
@@ -168,11 +177,16 @@ public enum ReportAPIApp {
             await store.databaseAnswers(within: .seconds(2)) ? text("ok") : text("failed", status: .serviceUnavailable)
         }
         // The cached reports are keyed by the request's path and query as sent, and parsed only when computed: a
-        // repeated query is answered without parsing it again, and a bad one is never cached.
+        // repeated query is answered without parsing it again, and a bad one is never cached. The rollups' version is
+        // read before the report, so that an answer never claims a version older than its numbers.
         @Sendable func cachedJSON(_ request: Request, _ compute: @escaping @Sendable () async throws -> String)
             async throws -> Response
         {
-            json(try await cache.answer(for: request.uri.string) { ByteBuffer(string: try await compute()) })
+            let cached = try await cache.answer(for: request.uri.string) {
+                let freshness = try await store.freshness()
+                return (ByteBuffer(string: try await compute()), freshness)
+            }
+            return cached.freshness.response(to: request, json(cached.body))
         }
         router.get("api/reports/daily_usage") { request, _ -> Response in
             try await cachedJSON(request) {
@@ -188,11 +202,13 @@ public enum ReportAPIApp {
         }
         router.get("api/reports/user_visits") { request, _ -> Response in
             let query = try UserVisitsQuery(parameters: request.queryPairs)
+            let freshness = try await store.freshness()
+            if freshness.isHeld(by: request) { return freshness.response(to: request, Response(status: .ok)) }
             if let limit = query.limit {
                 let page = try await store.userVisits(after: query.after, limit: limit)
-                return json("{" + ReportJSON.userVisitsMembers(page) + "}")
+                return freshness.response(to: request, json("{" + ReportJSON.userVisitsMembers(page) + "}"))
             }
-            return streamedUserVisits(store: store, after: query.after, logger: logger)
+            return freshness.response(to: request, streamedUserVisits(store: store, after: query.after, logger: logger))
         }
         router.get("api/reports/summary") { request, _ -> Response in
             try await cachedJSON(request) {

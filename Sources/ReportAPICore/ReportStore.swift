@@ -191,6 +191,14 @@ public struct ReportStore: Sendable {
             lastCheckin: try row.optionalTimestamp(3), lastFolded: try row.optionalTimestamp(4))
     }
 
+    /// The rollups' version and the commit time of the newest fold.
+    public func freshness() async throws -> Freshness {
+        let row = try await pool.withConnection {
+            try await $0.query("SELECT coalesce(sum(folds), 0)::bigint, max(last_folded_at) FROM fold_totals")
+        }[0]
+        return Freshness(version: Int64(try row.int(0)), lastFolded: try row.optionalTimestamp(1))
+    }
+
     /// Whether the database answers `SELECT 1` within `deadline`. A probe that has not answered by then is left to
     /// end by itself (its connection's timeouts bound it), and the answer is no at the deadline.
     public func databaseAnswers(within deadline: Duration) async -> Bool {

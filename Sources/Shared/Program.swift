@@ -29,6 +29,15 @@ public enum Program {
         finish(status: 1)
     }
 
+    /// Runs `work`; a failure is logged as `message`, with the error, and ends the process with status 1.
+    public static func run<T>(_ message: Logger.Message, logger: Logger, _ work: () async throws -> T) async -> T {
+        do {
+            return try await work()
+        } catch {
+            exit(after: error, logger: logger, message)
+        }
+    }
+
     /// Ends the process with `status` once its work is done, without the C libraries' exit-time destructors.
     /// A connection's thread can still be ending as `main` returns (its actor's deinit closes the connection on
     /// it, then lets it end), and the destructors `exit` runs (of the libraries libpq loads, such as OpenSSL and

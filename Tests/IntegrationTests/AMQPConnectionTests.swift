@@ -25,8 +25,11 @@ struct AMQPConnectionTests {
         await connection.close()
     }
 
+    /// The publishing time the test messages are stamped with.
+    static let publishedAt = Timestamp(year: 2023, month: 2, day: 8, hour: 8)
+
     static func message(_ topology: Topology, _ text: String, headers: AMQPTable? = nil) -> AMQPOutgoingMessage {
-        var properties = AMQPProperties.event(messageID: text)
+        var properties = AMQPProperties.event(messageID: text, publishedAt: publishedAt)
         properties.headers = headers
         return AMQPOutgoingMessage(
             exchange: topology.exchange, routingKey: "checkin", properties: properties, body: Array(text.utf8))
@@ -51,7 +54,7 @@ struct AMQPConnectionTests {
             #expect(deliveries.map(\.deliveryTag) == Array(1...1_000))
             #expect(deliveries[0].routingKey == "checkin")
             #expect(deliveries[0].exchange == topology.exchange)
-            #expect(try deliveries[0].properties() == AMQPProperties.event(messageID: "m0"))
+            #expect(try deliveries[0].properties() == AMQPProperties.event(messageID: "m0", publishedAt: Self.publishedAt))
             #expect(!deliveries[0].redelivered)
             let probe = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
             #expect(try await probe.queueStatus(topology.queue) == QueueStatus(messageCount: 0, consumerCount: 1))

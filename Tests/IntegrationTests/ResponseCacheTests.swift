@@ -113,4 +113,40 @@ struct ResponseCacheTests {
         #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
         #expect(try await cache.answer(for: "q", source.compute) == "answer 2")
     }
+
+    /// A generation the test moves by hand, as the signal of folds would; nil while "down".
+    final class ManualGeneration: Sendable {
+        private let value = Mutex<UInt64?>(1)
+
+        func current() -> UInt64? { value.withLock { $0 } }
+
+        func fold() { value.withLock { $0 = ($0 ?? 0) + 1 } }
+
+        func lose() { value.withLock { $0 = nil } }
+    }
+
+    @Test func withTheSignalAnAnswerLastsUntilTheNextFoldWhichEachQueryRecomputesOnce() async throws {
+        let clock = ManualClock()
+        let generation = ManualGeneration()
+        let cache = ResponseCache<String>(lifetime: .seconds(1), now: clock.now, generation: generation.current)
+        let source = Source(delay: .milliseconds(50))
+        #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
+        // Long past the lifetime, nothing was folded: the answer stands.
+        clock.advance(by: .seconds(3_600))
+        #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
+        // A fold: the next askers, however many, wait for one computation and get the fresh answer.
+        generation.fold()
+        let answers = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<20 { group.addTask { try await cache.answer(for: "q", source.compute) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers == Array(repeating: "answer 2", count: 20))
+        #expect(source.count == 2)
+        // The signal lost: the lifetime rules again, and the answer of before is still fresh for it.
+        generation.lose()
+        #expect(try await cache.answer(for: "q", source.compute) == "answer 2")
+        clock.advance(by: .seconds(3))
+        #expect(try await cache.answer(for: "q", source.compute) == "answer 3")
+        #expect(source.count == 3)
+    }
 }

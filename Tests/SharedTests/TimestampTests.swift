@@ -61,4 +61,19 @@ struct TimestampTests {
         #expect(
             Timestamp(year: 2100, month: 2, day: 28).adding(seconds: 86_400).rfc3339 == "2100-03-01T00:00:00.000000Z")
     }
+
+    @Test func httpDatesAreIMFFixdatesToTheSecond() {
+        let instant = Timestamp(year: 2026, month: 12, day: 6, hour: 7, minute: 0, second: 40, microsecond: 999_999)
+        #expect(instant.httpDate == "Sun, 06 Dec 2026 07:00:40 GMT")
+        #expect(
+            Timestamp(year: 1994, month: 11, day: 6, hour: 8, minute: 49, second: 37).httpDate
+                == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(Timestamp(year: 2024, month: 2, day: 29).httpDate == "Thu, 29 Feb 2024 00:00:00 GMT")
+        #expect(
+            Timestamp(httpDate: "Sun, 06 Dec 2026 07:00:40 GMT")
+                == Timestamp(year: 2026, month: 12, day: 6, hour: 7, second: 40))
+        #expect(Timestamp(httpDate: "Sunday, 06-Dec-26 07:00:40 GMT") == nil)
+        #expect(Timestamp(httpDate: "Sun, 31 Feb 2026 07:00:40 GMT") == nil)
+        #expect(Timestamp(httpDate: "Sun, 06 Dec 2026 07:00:40 UTC") == nil)
+    }
 }

@@ -94,9 +94,12 @@ public struct AMQPProperties: Sendable, Hashable {
         self.messageID = messageID
     }
 
-    /// The properties of an event (CONTRACT §1): JSON, persistent, the event id as message id.
-    public static func event(messageID: String? = nil) -> AMQPProperties {
-        AMQPProperties(contentType: "application/json", deliveryMode: 2, messageID: messageID)
+    /// The properties of an event (CONTRACT §1): JSON, persistent, the event id as message id, and the time of
+    /// publishing, from which the consumer measures how long events take to be counted.
+    public static func event(messageID: String? = nil, publishedAt: Timestamp = .now) -> AMQPProperties {
+        var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2, messageID: messageID)
+        properties.timestamp = UInt64(clamping: publishedAt.microsecondsSinceEpoch / 1_000_000)
+        return properties
     }
 }
 
@@ -193,6 +196,25 @@ public struct AMQPDelivery: Sendable, Hashable {
         try AMQPProperties(decoding: encodedProperties)
     }
 
+    /// The `timestamp` property (seconds since the Unix epoch), read from the encoded properties without decoding
+    /// the rest: the consumer reads it from one delivery of each batch, for its lag metrics.
+    public var timestamp: UInt64? {
+        var reader = PropertiesReader(encodedProperties)
+        guard let flags = reader.uint16() else { return nil }
+        func has(_ flag: Int32) -> Bool { flags & UInt16(flag) != 0 }
+        // The fields before `timestamp`, in the order of the `basic` class.
+        for (flag, size) in [
+            (AMQP_BASIC_CONTENT_TYPE_FLAG, PropertiesReader.FieldSize.shortString),
+            (AMQP_BASIC_CONTENT_ENCODING_FLAG, .shortString), (AMQP_BASIC_HEADERS_FLAG, .table),
+            (AMQP_BASIC_DELIVERY_MODE_FLAG, .octet), (AMQP_BASIC_PRIORITY_FLAG, .octet),
+            (AMQP_BASIC_CORRELATION_ID_FLAG, .shortString), (AMQP_BASIC_REPLY_TO_FLAG, .shortString),
+            (AMQP_BASIC_EXPIRATION_FLAG, .shortString), (AMQP_BASIC_MESSAGE_ID_FLAG, .shortString),
+        ] where has(flag) {
+            guard reader.skip(size) else { return nil }
+        }
+        return has(AMQP_BASIC_TIMESTAMP_FLAG) ? reader.uint64() : nil
+    }
+
     /// The value of the top-level header `key`, without copying the others (which may nest too deep to copy); nil
     /// when absent or itself nested too deep.
     public func header(_ key: String) -> AMQPFieldValue? {
@@ -217,4 +239,43 @@ public enum PublishOutcome: Sendable, Hashable {
     case returned
     /// No answer before the connection failed or the wait ran out: it may or may not have arrived.
     case unconfirmed
+}
+
+/// Reads fields of encoded `basic` properties in order, big-endian as AMQP writes them.
+struct PropertiesReader {
+    enum FieldSize {
+        case octet
+        case shortString
+        case table
+    }
+
+    private let bytes: [UInt8]
+    private var offset = 0
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    private mutating func integer(_ size: Int) -> UInt64? {
+        guard offset + size <= bytes.count else { return nil }
+        defer { offset += size }
+        return bytes[offset..<offset + size].reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    mutating func uint16() -> UInt16? { integer(2).map { UInt16($0) } }
+
+    mutating func uint64() -> UInt64? { integer(8) }
+
+    /// Skips one field; false when the bytes end first.
+    mutating func skip(_ size: FieldSize) -> Bool {
+        let length: UInt64?
+        switch size {
+        case .octet: length = 1
+        case .shortString: length = integer(1)
+        case .table: length = integer(4)
+        }
+        guard let length, offset + Int(length) <= bytes.count else { return false }
+        offset += Int(length)
+        return true
+    }
 }

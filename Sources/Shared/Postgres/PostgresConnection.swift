@@ -113,6 +113,49 @@ public actor PostgresConnection {
         }
     }
 
+    /// Listens on `channel` (`LISTEN`), whose notifications `notifications(waitingUpTo:)` then returns.
+    public func listen(_ channel: String) throws(PostgresError) {
+        guard isPlainIdentifier(channel) else {
+            throw PostgresError(.unexpectedResult, "a channel name must be a lower-case SQL identifier")
+        }
+        try execute("LISTEN \(channel)")
+    }
+
+    /// The notifications that arrived, waiting up to `timeout` for the first when none has. Throws `connectionLost`
+    /// when the connection broke, which is how a listener learns it may have missed some.
+    public func notifications(waitingUpTo timeout: Duration) throws(PostgresError) -> [PostgresNotification] {
+        let connection = try usableConnection()
+        var received = takeNotifications(connection)
+        guard received.isEmpty else { return received }
+        var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, Int32(clamping: timeout.milliseconds))
+        guard ready >= 0 || errno == EINTR else { throw lost(connection) }
+        if ready > 0 {
+            guard PQconsumeInput(connection) == 1 else { throw lost(connection) }
+            received = takeNotifications(connection)
+        }
+        return received
+    }
+
+    private func takeNotifications(_ connection: OpaquePointer) -> [PostgresNotification] {
+        var received: [PostgresNotification] = []
+        while let notification = PQnotifies(connection) {
+            received.append(
+                PostgresNotification(
+                    channel: String(cString: notification.pointee.relname),
+                    payload: String(cString: notification.pointee.extra)))
+            PQfreemem(notification)
+        }
+        return received
+    }
+
+    private func lost(_ connection: OpaquePointer) -> PostgresError {
+        broken.store(true, ordering: .relaxed)
+        return PostgresError(
+            .connectionLost, "the database connection was lost",
+            serverMessage: String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// Runs `body` in a transaction that is always rolled back: to learn whether statements would fail, without
     /// keeping what they do.
     public func withRolledBackTransaction<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T)
@@ -174,6 +217,17 @@ public actor PostgresConnection {
 
 private func field(_ result: OpaquePointer, _ code: some BinaryInteger) -> String? {
     PQresultErrorField(result, Int32(code)).map { String(cString: $0) }
+}
+
+/// A notification sent with `NOTIFY` or `pg_notify` to a channel this connection listens on.
+public struct PostgresNotification: Sendable, Equatable {
+    public var channel: String
+    public var payload: String
+
+    public init(channel: String, payload: String) {
+        self.channel = channel
+        self.payload = payload
+    }
 }
 
 /// Routes the server's notices (`RAISE NOTICE`, "relation already exists, skipping") to the logger instead of

@@ -1,0 +1,112 @@
+import Logging
+import Prometheus
+import ServiceLifecycle
+import Shared
+import Synchronization
+
+/// Tells the report API's caches when the rollups change. A database connection of its own listens on
+/// `coworking_folds`, where PostgreSQL signals every fold at its commit (schema version 4), and each signal for this
+/// API's schema moves `generation` on: a cached answer computed at an earlier generation is not served again.
+///
+/// While the connection is down, `generation` is nil, the caches fall back to their lifetime (`REPORT_CACHE_MS`), and
+/// `coworking_api_fold_signal_up` is 0; the connection is opened again with capped backoff, and the generation moves
+/// on then too, since signals may have been missed meanwhile.
+public final class FoldSignal: Service, Sendable {
+    /// The channel the consumer's folds are signalled on.
+    public static let channel = "coworking_folds"
+
+    private struct State {
+        var generation: UInt64 = 0
+        var isListening = false
+        var waiters: [CheckedContinuation<UInt64, Never>] = []
+    }
+
+    private let configuration: PostgresConfiguration
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let up: Gauge
+    private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+
+    public init(configuration: PostgresConfiguration, registry: PrometheusCollectorRegistry, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.up = registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                namespace: "coworking", subsystem: "api", metricName: "fold_signal", unitName: "up",
+                helpText: "1 while the API hears every fold's commit, 0 while its caches fall back to REPORT_CACHE_MS"))
+    }
+
+    /// The number of changes seen since the API started, or nil while the signal is not heard.
+    public var generation: UInt64? {
+        state.withLock { $0.isListening ? $0.generation : nil }
+    }
+
+    /// Waits until the signal is heard at a generation other than `seen` (nil: any), and returns it: tests wait
+    /// for a fold's signal this way instead of for some time.
+    public func generation(after seen: UInt64?) async -> UInt64 {
+        await withCheckedContinuation { continuation in
+            let current: UInt64? = state.withLock { state in
+                guard state.isListening, state.generation != seen else {
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                return state.generation
+            }
+            if let current { continuation.resume(returning: current) }
+        }
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.listenUntilCancelled() }
+    }
+
+    /// Listens, and opens the connection again whenever it fails, until the task is cancelled.
+    private func listenUntilCancelled() async {
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                try await listen { attempt = 0 }
+            } catch is CancellationError {
+                break
+            } catch {
+                setListening(false)
+                attempt += 1
+                let delay = backoff.delay(attempt: attempt)
+                logger.warning(
+                    "Lost the signal of folds; caches fall back to their lifetime until it is back",
+                    metadata: [LogKey.error: "\(String(reflecting: error))", LogKey.delay: "\(delay)"])
+                try? await Task.sleep(for: delay)
+            }
+        }
+        setListening(false)
+    }
+
+    /// Listens until the connection fails (thrown) or the task is cancelled.
+    private func listen(connected: () -> Void) async throws {
+        let connection = try await PostgresConnection.connect(configuration, logger: logger)
+        try await connection.listen(Self.channel)
+        connected()
+        setListening(true)
+        while !Task.isCancelled {
+            let received = try await connection.notifications(waitingUpTo: .seconds(1))
+            if received.contains(where: { $0.payload == configuration.schema }) { advance() }
+        }
+        throw CancellationError()
+    }
+
+    private func setListening(_ listening: Bool) {
+        up.set(listening ? 1.0 : 0.0)
+        // Heard again: whatever was signalled meanwhile is unknown, so the cached answers are too.
+        if listening { advance(listening: true) } else { state.withLock { $0.isListening = false } }
+    }
+
+    private func advance(listening: Bool = true) {
+        let (generation, waiters) = state.withLock { state in
+            state.generation += 1
+            state.isListening = listening
+            defer { state.waiters.removeAll() }
+            return (state.generation, state.waiters)
+        }
+        for waiter in waiters { waiter.resume(returning: generation) }
+    }
+}

@@ -1,0 +1,51 @@
+import Hummingbird
+import Shared
+
+/// How current a report is: the rollups' version (the count of folds that changed them) and the commit time of the
+/// newest fold. Every report answer carries them as `ETag` and `Last-Modified`, with `Cache-Control: no-cache`, so
+/// that clients and proxies revalidate, and a request whose `If-None-Match` or `If-Modified-Since` still holds is
+/// answered 304 without a body.
+public struct Freshness: Sendable, Equatable {
+    /// Grows with every fold that counts anything, in whatever order replicas commit.
+    public var version: Int64
+    /// When the newest fold committed; nil before the first.
+    public var lastFolded: Timestamp?
+
+    public init(version: Int64, lastFolded: Timestamp?) {
+        self.version = version
+        self.lastFolded = lastFolded
+    }
+
+    /// A strong validator: the same version of the rollups gives the same bytes for the same path and query.
+    public var entityTag: String { "\"\(version)\"" }
+
+    /// `ETag`, `Last-Modified` and `Cache-Control` of an answer.
+    var headers: HTTPFields {
+        var headers: HTTPFields = [.eTag: entityTag, .cacheControl: "no-cache"]
+        if let lastFolded { headers[.lastModified] = lastFolded.httpDate }
+        return headers
+    }
+
+    /// Whether `request` already holds this version: its `If-None-Match` names the tag (or `*`); or, without that
+    /// header, its `If-Modified-Since` is no earlier than the last fold (HTTP dates count whole seconds).
+    func isHeld(by request: Request) -> Bool {
+        if let tags = request.headers[.ifNoneMatch] {
+            return tags.split(separator: ",").contains { tag in
+                let tag = tag.trimmingCharacters(in: .whitespaces)
+                return tag == "*" || tag == entityTag || tag == "W/" + entityTag
+            }
+        }
+        guard let since = request.headers[.ifModifiedSince].flatMap(Timestamp.init(httpDate:)), let lastFolded else {
+            return false
+        }
+        return lastFolded.microsecondsSinceEpoch / 1_000_000 <= since.microsecondsSinceEpoch / 1_000_000
+    }
+
+    /// 304 with the validators when `request` holds this version, else `answer` with them added.
+    func response(to request: Request, _ answer: @autoclosure () -> Response) -> Response {
+        guard !isHeld(by: request) else { return Response(status: .notModified, headers: headers) }
+        var response = answer()
+        response.headers.append(contentsOf: headers)
+        return response
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import ProducerCore
+import Shared
+import Testing
+
+/// `producer dead-letters` against the real broker: a summary that removes nothing, requeueing after a fix, purging.
+@Suite
+struct DeadLetterQueueTests {
+    /// Puts dead letters in the harness's dead-letter queue as the consumer would: each with its reason.
+    static func deadLetter(_ harness: ConsumerHarness, _ letters: [(reason: String, body: String)]) async throws {
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.enableConfirms()
+        let messages = letters.enumerated().map { index, letter in
+            var properties = AMQPProperties.event(
+                messageID: "m\(index)", publishedAt: Timestamp(year: 2026, month: 12, day: 1, hour: index))
+            properties.headers = ["x-rejection-reason": .string(letter.reason), "x-trace": .string("t-\(index)")]
+            return AMQPOutgoingMessage(
+                exchange: harness.topology.deadLetterExchange, routingKey: "checkin", properties: properties,
+                body: Array(letter.body.utf8))
+        }
+        #expect(try await amqp.publishConfirmed(messages, window: 100).allSatisfy { $0 == .confirmed })
+        await amqp.close()
+    }
+
+    @Test func theSummaryRemovesNothingRequeueRemovesOnlyWhatWasConfirmedAndPurgeWhatItChose() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let refusedUser = "user_id must be an integer from 1 to 2147483647"
+        try await Self.deadLetter(
+            harness,
+            [
+                (refusedUser, #"{"user":1}"#), ("body is not JSON (syntax error at byte 0)", "hello"),
+                (refusedUser, #"{"user":2}"#), (refusedUser, #"{"user":3}"#),
+                ("body is not JSON (syntax error at byte 0)", "bye"),
+            ])
+        try await Task.sleep(for: .milliseconds(200))
+        let queue = DeadLetterQueue(
+            configuration: try TestServers.amqp(), topology: harness.topology, logger: TestServers.logger)
+
+        let summaries = try await queue.summarize()
+        #expect(
+            summaries == [
+                DeadLetterQueue.Summary(
+                    reason: refusedUser, count: 3, oldest: Timestamp(year: 2026, month: 12, day: 1),
+                    newest: Timestamp(year: 2026, month: 12, day: 1, hour: 3), example: #"{"user":1}"#),
+                DeadLetterQueue.Summary(
+                    reason: "body is not JSON (syntax error at byte 0)", count: 2,
+                    oldest: Timestamp(year: 2026, month: 12, day: 1, hour: 1),
+                    newest: Timestamp(year: 2026, month: 12, day: 1, hour: 4), example: "hello"),
+            ])
+        #expect(try await harness.readyMessages(in: harness.topology.deadLetterQueue) == 5, "the summary removes none")
+
+        let once = try await queue.requeue(reason: "user_id", limit: 2)
+        #expect(once.matched == 2 && once.requeued == 2)
+        let rest = try await queue.requeue(reason: "user_id", limit: nil)
+        #expect(rest.matched == 1 && rest.requeued == 1)
+        #expect(try await harness.readyMessages(in: harness.topology.deadLetterQueue) == 2)
+
+        // Back on the events exchange, routed to the rollups queue, as first published: no rejection header.
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.consume(harness.topology.queue)
+        var requeued: [String: AMQPProperties] = [:]
+        while let delivery = try await amqp.nextDelivery(timeout: .seconds(2)) {
+            requeued[String(decoding: delivery.body, as: UTF8.self)] = try delivery.properties()
+        }
+        await amqp.close()
+        #expect(Set(requeued.keys) == [#"{"user":1}"#, #"{"user":2}"#, #"{"user":3}"#])
+        #expect(requeued[#"{"user":2}"#]?.headers == ["x-trace": .string("t-2")])
+        #expect(requeued[#"{"user":2}"#]?.messageID == "m2")
+
+        #expect(try await queue.purge(reason: "not JSON", limit: 1) == 1)
+        let refused = try ProgramStartTests.run(
+            "producer", ["dead-letters", "purge"], environment: try harness.environment())
+        #expect(refused.status != 0)
+        #expect(refused.errors.contains("add --yes to confirm"))
+        let listed = try ProgramStartTests.run(
+            "producer", ["dead-letters", "list"], environment: try harness.environment())
+        #expect(listed.status == 0)
+        #expect(
+            listed.output
+                == "1\tbody is not JSON (syntax error at byte 0)\n"
+                + "\tpublished from 2026-12-01T04:00:00.000000Z to 2026-12-01T04:00:00.000000Z; for example: bye\n"
+                + "1 dead letters, 1 reasons\n")
+        let purged = try ProgramStartTests.run(
+            "producer", ["dead-letters", "purge", "--yes"], environment: try harness.environment())
+        #expect(purged.output == "removed 1 dead letters\n")
+        #expect(try await harness.readyMessages(in: harness.topology.deadLetterQueue) == 0)
+        try await harness.cleanup()
+    }
+}
