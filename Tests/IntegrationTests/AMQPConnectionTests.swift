@@ -54,7 +54,8 @@ struct AMQPConnectionTests {
             #expect(deliveries.map(\.deliveryTag) == Array(1...1_000))
             #expect(deliveries[0].routingKey == "checkin")
             #expect(deliveries[0].exchange == topology.exchange)
-            #expect(try deliveries[0].properties() == AMQPProperties.event(messageID: "m0", publishedAt: Self.publishedAt))
+            #expect(
+                try deliveries[0].properties() == AMQPProperties.event(messageID: "m0", publishedAt: Self.publishedAt))
             #expect(!deliveries[0].redelivered)
             let probe = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
             #expect(try await probe.queueStatus(topology.queue) == QueueStatus(messageCount: 0, consumerCount: 1))
