@@ -5,13 +5,17 @@ import Logging
 import ProducerCore
 import Shared
 
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
 /// Helpers of the benchmark scripts: the same seeded workload, published to a queue or folded straight into the
 /// rollups with the consumer's own statements.
 @main
 struct BenchTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-tool", abstract: "Workloads for scripts/bench-consumer.",
-        subcommands: [Prefill.self, Fold.self])
+        commandName: "bench-tool", abstract: "Workloads for scripts/bench-consumer and scripts/bench-freshness.",
+        subcommands: [Prefill.self, Fold.self, Probe.self])
 }
 
 struct Workload: ParsableArguments {
@@ -86,5 +90,45 @@ struct Fold: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print("\(events.count) \(seconds) \(connections) \(batchSize)")
+    }
+}
+
+struct Probe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publishes probe check-ins, each to a space of its own, and times each from its publisher confirm "
+            + "to the first daily_usage answer that counts it; prints one line of milliseconds per probe.")
+    @Option(help: "Probes to publish, one after the other.") var count = 50
+    @Option(help: "The report API's base URL.") var api = "http://127.0.0.1:15154"
+    @Option(help: "A prefix of the probes' spaces, unique to the run.") var prefix: String
+    @Option(help: "Milliseconds between two probes.") var pause = 200
+
+    func run() async throws {
+        let environment = Environment.process
+        let publisher = EventPublisher(
+            configuration: try AMQPConfiguration.fromEnvironment(environment),
+            exchange: try Topology.fromEnvironment(environment).exchange, logger: Logger(label: "bench"))
+        for number in 0..<count {
+            let space = "\(prefix)-\(number)"
+            guard let url = URL(string: "\(api)/api/reports/daily_usage?tz=UTC&space=\(space)") else {
+                throw ValidationError("--api must be a URL such as http://127.0.0.1:5153")
+            }
+            let probe = Event(id: UUID(), kind: .checkin, userID: 1, occurredAt: .now, spaceID: space)
+            guard await publisher.publish([publisher.message(for: probe)]).confirmed == 1 else {
+                throw ExitCode.failure
+            }
+            let confirmed = ContinuousClock.now
+            while true {
+                let (body, _) = try await URLSession.shared.data(from: url)
+                if body.count > 2 { break }
+                guard ContinuousClock.now - confirmed < .seconds(30) else { throw ExitCode.failure }
+            }
+            let elapsed = ContinuousClock.now - confirmed
+            print(
+                String(
+                    format: "%.1f",
+                    Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1e3))
+            try await Task.sleep(for: .milliseconds(pause))
+        }
+        await publisher.close()
     }
 }

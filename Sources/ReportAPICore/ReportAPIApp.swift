@@ -179,26 +179,26 @@ public enum ReportAPIApp {
         // The cached reports are keyed by the request's path and query as sent, and parsed only when computed: a
         // repeated query is answered without parsing it again, and a bad one is never cached. The rollups' version is
         // read before the report, so that an answer never claims a version older than its numbers.
-        @Sendable func cachedJSON(_ request: Request, _ compute: @escaping @Sendable () async throws -> String)
-            async throws -> Response
-        {
+        @Sendable func cachedJSON<Query: Sendable>(
+            _ request: Request, parse: @escaping @Sendable () throws -> Query,
+            _ report: @escaping @Sendable (Query) async throws -> String
+        ) async throws -> Response {
             let cached = try await cache.answer(for: request.uri.string) {
+                let query = try parse()
                 let freshness = try await store.freshness()
-                return (ByteBuffer(string: try await compute()), freshness)
+                return (ByteBuffer(string: try await report(query)), freshness)
             }
             return cached.freshness.response(to: request, json(cached.body))
         }
         router.get("api/reports/daily_usage") { request, _ -> Response in
-            try await cachedJSON(request) {
-                let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-                return ReportJSON.dailyUsage(try await store.dailyUsage(query))
-            }
+            try await cachedJSON(
+                request, parse: { try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone) }
+            ) { ReportJSON.dailyUsage(try await store.dailyUsage($0)) }
         }
         router.get("api/reports/hourly_usage") { request, _ -> Response in
-            try await cachedJSON(request) {
-                let query = try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone)
-                return ReportJSON.hourlyUsage(try await store.hourlyUsage(query))
-            }
+            try await cachedJSON(
+                request, parse: { try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone) }
+            ) { ReportJSON.hourlyUsage(try await store.hourlyUsage($0)) }
         }
         router.get("api/reports/user_visits") { request, _ -> Response in
             let query = try UserVisitsQuery(parameters: request.queryPairs)
@@ -211,9 +211,8 @@ public enum ReportAPIApp {
             return freshness.response(to: request, streamedUserVisits(store: store, after: query.after, logger: logger))
         }
         router.get("api/reports/summary") { request, _ -> Response in
-            try await cachedJSON(request) {
-                _ = try QueryParameters(request.queryPairs, allowed: [])
-                return ReportJSON.summary(try await store.summary())
+            try await cachedJSON(request, parse: { try QueryParameters(request.queryPairs, allowed: []) }) { _ in
+                ReportJSON.summary(try await store.summary())
             }
         }
         if servesMetrics {

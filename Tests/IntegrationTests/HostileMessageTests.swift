@@ -99,24 +99,24 @@ struct HostileMessageTests {
 
     @Test func headersThatLeaveNoRoomForTheReasonAreDroppedAndTheReasonSaysSo() async throws {
         let harness = try await ConsumerHarness.make(zones: ["UTC"])
-        // Properties of 40 bytes less than a frame holds: flags, content type and delivery mode take 20 bytes, the
-        // table's length and the entry's key, type and length 14.
-        let filler = String(repeating: "x", count: 131_052 - 40 - 34)
+        // Properties 32 bytes short of what a frame holds (131,052): flags, content type, delivery mode and timestamp
+        // take 28 bytes, the table's length and the entry's key, type and length 14.
+        let filler = String(repeating: "x", count: 131_052 - 32 - 28 - 14)
         try await harness.publish([Self.invalidBody], headers: ["fill": .string(filler)])
         try await harness.withConsumers {
             try await Self.waitForDeadLetters(harness, 1)
         }
         let dead = try #require(try await harness.deadLetters().first)
         #expect(dead.body == Self.invalidBody)
-        #expect(
-            try dead.properties()
-                == AMQPProperties(
-                    contentType: "application/json",
-                    headers: [
-                        "x-rejection-reason": .string(
-                            Self.notJSON + "; its headers were dropped: "
-                                + "the message's properties with the added headers would not fit in a frame")
-                    ], deliveryMode: 2))
+        var expected = AMQPProperties(
+            contentType: "application/json",
+            headers: [
+                "x-rejection-reason": .string(
+                    Self.notJSON + "; its headers were dropped: "
+                        + "the message's properties with the added headers would not fit in a frame")
+            ], deliveryMode: 2)
+        expected.timestamp = dead.timestamp
+        #expect(try dead.properties() == expected)
         try await harness.cleanup()
     }
 
