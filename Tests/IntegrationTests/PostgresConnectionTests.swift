@@ -53,6 +53,23 @@ struct PostgresConnectionTests {
         #expect(try await connection.query("SELECT 1")[0].int(0) == 1)
     }
 
+    /// A peer that vanished is noticed within a minute: the connection's socket probes after 30 s of silence, where
+    /// the kernel's default waits two hours. `ss` shows the socket's keepalive timer.
+    @Test func theConnectionsSocketProbesAnIdlePeerAfterThirtySeconds() async throws {
+        let connection = try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger)
+        let port = try await connection.query("SELECT inet_client_port()")[0].int(0)
+        let output = Pipe()
+        let ss = Process()
+        ss.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
+        ss.arguments = ["-tnoH", "state", "established", "( sport = :\(port) )"]
+        ss.standardOutput = output
+        try ss.run()
+        let line = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ss.waitUntilExit()
+        let timer = try #require(line.firstMatch(of: /timer:\(keepalive,(\d+)(sec|min)/), "no keepalive timer: \(line)")
+        #expect(timer.output.2 == "sec" && Int(timer.output.1)! <= 30, "\(line)")
+    }
+
     @Test func aTransactionCommitsWhenItsBodyReturnsAndRollsBackWhenItThrows() async throws {
         try await Self.withSchema { connection, _ in
             try await connection.execute("CREATE TABLE t (id int PRIMARY KEY)")
