@@ -179,6 +179,23 @@ struct ReportAPILimitsTests {
         #expect(took >= .seconds(2) && took < .seconds(3), "answered after \(took)")
     }
 
+    @Test func aKeptAliveConnectionWithoutARequestIsClosedAfterTheIdleTimeout() async throws {
+        var settings = ReportAPISettings(
+            database: try TestServers.readerDatabase(schema: "public"), idleTimeout: .seconds(1))
+        settings.bindAddress = "127.0.0.1"
+        let application = ReportAPIApp.buildApplication(
+            settings: settings, registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
+        try await application.test(.live) { client in
+            let port = try #require(client.port)
+            // Kept alive: the client asks nothing more, and the server closes the connection after a second.
+            let idle = try StalledClient(port: port, path: "/health_check")
+            let started = ContinuousClock.now
+            let received = idle.readToEnd()
+            #expect(received.hasPrefix("HTTP/1.1 200") && received.hasSuffix("ok"))
+            #expect(ContinuousClock.now - started < .seconds(5), "the idle connection stayed open")
+        }
+    }
+
     /// `coworking_api_stalled_connections_closed_total` as the API's `/metrics` tells it.
     static func stalledConnectionsClosed(_ client: some TestClientProtocol) async throws -> Int {
         try await client.execute(uri: "/metrics", method: .get) { response in
