@@ -17,7 +17,8 @@ RUN swift build -c release --static-swift-stdlib --product consumer \
     && mkdir /out \
     && cp "$(swift build -c release --show-bin-path)"/consumer \
           "$(swift build -c release --show-bin-path)"/report-api \
-          "$(swift build -c release --show-bin-path)"/producer /out/
+          "$(swift build -c release --show-bin-path)"/producer /out/ \
+    && cp -R "$(swift build -c release --show-bin-path)"/coworking-analytics_ReportAPICore.resources /out/
 
 FROM debian:bookworm-slim
 # The two C libraries, time zone data for REPORT_TIMEZONES, nothing else.

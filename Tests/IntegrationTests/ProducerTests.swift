@@ -13,7 +13,7 @@ struct ProducerTests {
         let connection = try await PostgresConnection.connect(legacy, logger: TestServers.logger)
         try await connection.execute("CREATE SCHEMA \(schema)")
         let seed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-            "../../../shared/data/coworking-seed")
+            "../../data/coworking-seed")
         for file in ["1_create_tables.sql", "2_seed_users.sql", "3_seed_tokens.sql"] {
             try await connection.execute(try String(contentsOf: seed.appendingPathComponent(file), encoding: .utf8))
         }
