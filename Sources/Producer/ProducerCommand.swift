@@ -182,38 +182,10 @@ struct Load: AsyncParsableCommand {
         }
         let context = ProducerContext()
         let progress = Progress(total: Int(rate * duration))
-        var bucket = TokenBucket(rate: rate, burst: max(1, rate / 10))
-        var random = SystemRandomNumberGenerator()
-        let spaces = ["hq", "annex", "default"]
-        var counts = EventPublisher.Counts()
-        let publisher = context.publisher
-        // The next chunk is generated while the one before is being published and confirmed.
-        var publishing: Task<EventPublisher.Counts, Never>?
+        let load = SyntheticLoad(
+            rate: rate, duration: .milliseconds(Int64(duration * 1_000)), users: users, days: days)
         let started = ContinuousClock.now
-        let end = started + .milliseconds(Int64(duration * 1_000))
-        while ContinuousClock.now < end {
-            let allowed = bucket.take(upTo: 50_000)
-            guard allowed > 0 else {
-                try await Task.sleep(for: .milliseconds(5))
-                continue
-            }
-            let now = Timestamp.now
-            var messages: [AMQPOutgoingMessage] = []
-            // Ids from `random` rather than `UUID()`, which on Linux opens, reads and closes /dev/urandom for each
-            // one: a seventh of this command's time.
-            for _ in 0..<allowed {
-                let back = days > 0 ? Int64.random(in: 0..<(Int64(days) * 86_400_000_000), using: &random) : 0
-                let event = Event(
-                    id: .random(using: &random), kind: .checkin, userID: .random(in: 1...users, using: &random),
-                    occurredAt: Timestamp(microsecondsSinceEpoch: now.microsecondsSinceEpoch - back),
-                    spaceID: spaces.randomElement(using: &random))
-                messages.append(publisher.message(for: event))
-            }
-            if let previous = publishing { counts += await previous.value }
-            publishing = Task { await publisher.publish(messages) }
-            progress.update(count: counts.published)
-        }
-        if let previous = publishing { counts += await previous.value }
+        let counts = try await load.run(context.publisher) { progress.update(count: $0) }
         progress.finish()
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -311,41 +283,4 @@ struct DeadLetters: AsyncParsableCommand {
             Program.finish()
         }
     }
-}
-
-/// The lines of a file handle, read in 64 KiB chunks, without their line feeds.
-struct LineReader: AsyncSequence {
-    typealias Element = [UInt8]
-    let handle: FileHandle
-
-    init(_ handle: FileHandle) {
-        self.handle = handle
-    }
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        let handle: FileHandle
-        var buffer: [UInt8] = []
-        var start = 0
-        var atEnd = false
-
-        mutating func next() async throws -> [UInt8]? {
-            while true {
-                if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                    defer { start = newline + 1 }
-                    return Array(buffer[start..<newline])
-                }
-                if atEnd {
-                    guard start < buffer.count else { return nil }
-                    defer { start = buffer.count }
-                    return Array(buffer[start...])
-                }
-                buffer.removeFirst(start)
-                start = 0
-                let chunk = try handle.read(upToCount: 65_536) ?? Data()
-                if chunk.isEmpty { atEnd = true } else { buffer.append(contentsOf: chunk) }
-            }
-        }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(handle: handle) }
 }

@@ -6,89 +6,6 @@ import Prometheus
 import ServiceLifecycle
 import Shared
 
-/// The settings of `report-api`.
-public struct ReportAPISettings: Sendable {
-    /// The database, as the SELECT-only role.
-    public var database: PostgresConfiguration
-    /// `REPORT_TIMEZONE` is the zone of a query without `tz`.
-    public var zones: ReportZones
-    /// `APP_PORT`, default 5153.
-    public var port: Int
-    /// `BIND_ADDRESS`, default `0.0.0.0`.
-    public var bindAddress: String
-    /// `DB_POOL_SIZE`: database connections at most, default 4 (two per core: more only queue inside PostgreSQL).
-    public var poolSize: Int
-    /// `DB_STATEMENT_TIMEOUT_MS`: the longest a report's query may run, default 5000; past it the answer is 503.
-    public var statementTimeout: Duration
-    /// `DB_POOL_TIMEOUT_MS`: the longest a request waits for a free database connection, default 1000; past it the
-    /// answer is 503 with `Retry-After`.
-    public var poolTimeout: Duration
-    /// `HTTP_IDLE_TIMEOUT_S`: a kept-alive connection without a request is closed after this long, default 60.
-    public var idleTimeout: Duration
-    /// `HTTP_WRITE_TIMEOUT_S`: a connection whose client reads nothing of an answer for this long is closed,
-    /// default 30.
-    public var writeTimeout: Duration
-    /// `API_TOKENS_FILE`: when set, every `/api/` path needs a bearer token whose SHA-256 digest the file lists.
-    public var tokens: APITokens?
-    /// `API_METRICS_PORT`: when set, `/metrics` is served on this port alone instead of `APP_PORT`, so that it can
-    /// be kept off the network the reports are served on.
-    public var metricsPort: Int?
-    /// `REPORT_CACHE_MS`: how long an answer of `daily_usage`, `hourly_usage` or `summary` is reused for the same
-    /// path and query, as sent; default 1000, 0 turns the cache off. Once expired, an answer is still given, for as
-    /// long again at most, while one request computes the next, so answers are at most twice that staler than the
-    /// rollups.
-    public var cacheLifetime: Duration
-    public var logLevel: Logger.Level
-
-    public init(
-        database: PostgresConfiguration, zones: ReportZones = ReportZones(folded: ["UTC"], defaultZone: "UTC"),
-        port: Int = 5153, bindAddress: String = "0.0.0.0", poolSize: Int = 4, statementTimeout: Duration = .seconds(5),
-        poolTimeout: Duration = .seconds(1), idleTimeout: Duration = .seconds(60),
-        writeTimeout: Duration = .seconds(30),
-        tokens: APITokens? = nil, metricsPort: Int? = nil, cacheLifetime: Duration = .seconds(1),
-        logLevel: Logger.Level = .info
-    ) {
-        self.tokens = tokens
-        self.metricsPort = metricsPort
-        self.database = database
-        self.database.statementTimeout = statementTimeout
-        self.statementTimeout = statementTimeout
-        self.poolTimeout = poolTimeout
-        self.idleTimeout = idleTimeout
-        self.writeTimeout = writeTimeout
-        self.zones = zones
-        self.port = port
-        self.bindAddress = bindAddress
-        self.poolSize = poolSize
-        self.cacheLifetime = cacheLifetime
-        self.logLevel = logLevel
-    }
-
-    public static func fromEnvironment(_ environment: Shared.Environment) throws(ConfigurationError)
-        -> ReportAPISettings
-    {
-        ReportAPISettings(
-            database: try PostgresConfiguration.fromEnvironment(environment, applicationName: "report-api"),
-            zones: try ReportZones.fromEnvironment(environment),
-            port: try environment.integer("APP_PORT", default: 5153, in: 1...65_535),
-            bindAddress: environment["BIND_ADDRESS"] ?? "0.0.0.0",
-            poolSize: try environment.integer("DB_POOL_SIZE", default: 4, in: 1...100),
-            statementTimeout: .milliseconds(
-                try environment.integer("DB_STATEMENT_TIMEOUT_MS", default: 5_000, in: 1...600_000)),
-            poolTimeout: .milliseconds(try environment.integer("DB_POOL_TIMEOUT_MS", default: 1_000, in: 1...60_000)),
-            idleTimeout: .seconds(try environment.integer("HTTP_IDLE_TIMEOUT_S", default: 60, in: 1...3_600)),
-            writeTimeout: .seconds(try environment.integer("HTTP_WRITE_TIMEOUT_S", default: 30, in: 1...3_600)),
-            tokens: try environment["API_TOKENS_FILE"].map { path throws(ConfigurationError) in
-                try APITokens.fromFile(path)
-            },
-            metricsPort: try environment["API_METRICS_PORT"].map { _ throws(ConfigurationError) in
-                try environment.integer("API_METRICS_PORT", default: 0, in: 1...65_535)
-            },
-            cacheLifetime: .milliseconds(try environment.integer("REPORT_CACHE_MS", default: 1_000, in: 0...3_600_000)),
-            logLevel: try Logger.Level.fromEnvironment(environment))
-    }
-}
-
 /// Builds the report API: the legacy paths, the new reports, probes, metrics and the OpenAPI document.
 public enum ReportAPIApp {
     /// What `report-api` runs: the API, the listener of the folds' signal that keeps its caches fresh, and the
@@ -261,17 +178,17 @@ private func metricsAnswer(_ registry: PrometheusCollectorRegistry) -> Response 
 }
 
 /// The methods each of the API's paths answers.
-private let allowedMethods = "GET, HEAD, OPTIONS"
+let allowedMethods = "GET, HEAD, OPTIONS"
 
-private func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
     json(ByteBuffer(string: body), status: status)
 }
 
-private func json(_ body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+func json(_ body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
     Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: body))
 }
 
-private func text(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+func text(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
     Response(
         status: status, headers: [.contentType: "text/plain; charset=utf-8"],
         body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
@@ -281,52 +198,5 @@ extension Request {
     /// The query's name and value pairs, in order, duplicates kept.
     var queryPairs: [(String, String)] {
         uri.queryParameters.map { (String($0.key), String($0.value)) }
-    }
-}
-
-/// Turns every error into a JSON answer that shows no internals: 400 for a bad query, 404 for an unknown path,
-/// 405 for a method the path does not allow, 503 while the database is unreachable, 500 (logged, with no detail in
-/// the answer) for anything else. (Answering HEAD, the server sends the headers alone.)
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    let logger: Logger
-    /// Named in the answer when a query runs past it.
-    let statementTimeout: Duration
-
-    /// A 503 that tells clients when to try again.
-    private func unavailable(_ message: String) -> Response {
-        var answer = json(ReportJSON.error(message), status: .serviceUnavailable)
-        answer.headers[.retryAfter] = "1"
-        return answer
-    }
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
-        async throws -> Response
-    {
-        do {
-            return try await next(request, context)
-        } catch let error as QueryError {
-            return json(ReportJSON.error(error.message), status: .badRequest)
-        } catch let error as HTTPError where error.status == .notFound {
-            return json(ReportJSON.error("no such path: \(request.uri.path)"), status: .notFound)
-        } catch let error as HTTPError where error.status == .methodNotAllowed {
-            var answer = json(ReportJSON.error("this API is read-only: use GET"), status: .methodNotAllowed)
-            answer.headers[.allow] = allowedMethods
-            return answer
-        } catch let error as PostgresError where error.isStatementTimeout {
-            logger.warning(
-                "A report ran past the statement timeout", metadata: [LogKey.error: "\(error.debugDescription)"])
-            return unavailable(
-                "the report took longer than the statement timeout (DB_STATEMENT_TIMEOUT_MS, "
-                    + "\(statementTimeout.milliseconds) ms): narrow the range or try again later")
-        } catch let error as PostgresError where error.code == .poolExhausted {
-            logger.warning("No database connection was free", metadata: [LogKey.error: "\(error.debugDescription)"])
-            return unavailable(error.message)
-        } catch let error as PostgresError where error.isRetriable {
-            logger.warning("The database is unavailable", metadata: [LogKey.error: "\(error.debugDescription)"])
-            return unavailable("the database is unavailable; try again shortly")
-        } catch {
-            logger.error("A request failed", metadata: [LogKey.error: "\(String(reflecting: error))"])
-            return json(ReportJSON.error("internal error"), status: .internalServerError)
-        }
     }
 }

@@ -1,0 +1,60 @@
+import Shared
+
+/// Synthetic check-ins published at a steady rate (`producer load`), for benchmarks and demos: a token bucket paces
+/// them, and the next chunk is generated while the broker confirms the one before.
+public struct SyntheticLoad: Sendable {
+    /// Check-ins a second.
+    public var rate: Double
+    public var duration: Duration
+    /// Distinct users, 1 to `users`.
+    public var users: Int32
+    /// The check-ins are spread over this many past days (0: now).
+    public var days: Int
+
+    public static let spaces = ["hq", "annex", "default"]
+
+    public init(rate: Double, duration: Duration, users: Int32, days: Int) {
+        self.rate = rate
+        self.duration = duration
+        self.users = users
+        self.days = days
+    }
+
+    /// `count` check-ins at `now`, or up to `days` before it. Ids come from `random` rather than `UUID()`, which on
+    /// Linux opens, reads and closes /dev/urandom for each one.
+    public func events(count: Int, now: Timestamp, using random: inout some RandomNumberGenerator) -> [Event] {
+        (0..<count).map { _ in
+            let back = days > 0 ? Int64.random(in: 0..<(Int64(days) * 86_400_000_000), using: &random) : 0
+            return Event(
+                id: .random(using: &random), kind: .checkin, userID: .random(in: 1...users, using: &random),
+                occurredAt: Timestamp(microsecondsSinceEpoch: now.microsecondsSinceEpoch - back),
+                spaceID: Self.spaces.randomElement(using: &random))
+        }
+    }
+
+    /// Publishes for `duration` through `publisher`, telling `progress` how many were published so far; returns
+    /// what became of them.
+    public func run(_ publisher: EventPublisher, progress: (Int) -> Void = { _ in }) async throws
+        -> EventPublisher.Counts
+    {
+        var bucket = TokenBucket(rate: rate, burst: max(1, rate / 10))
+        var random = SystemRandomNumberGenerator()
+        var counts = EventPublisher.Counts()
+        // The next chunk is generated while the one before is being published and confirmed.
+        var publishing: Task<EventPublisher.Counts, Never>?
+        let end = ContinuousClock.now + duration
+        while ContinuousClock.now < end {
+            let allowed = bucket.take(upTo: 50_000)
+            guard allowed > 0 else {
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
+            let messages = events(count: allowed, now: .now, using: &random).map(publisher.message(for:))
+            if let previous = publishing { counts += await previous.value }
+            publishing = Task { await publisher.publish(messages) }
+            progress(counts.published)
+        }
+        if let previous = publishing { counts += await previous.value }
+        return counts
+    }
+}

@@ -1,0 +1,50 @@
+import Hummingbird
+import Logging
+import Shared
+
+/// Turns every error into a JSON answer that shows no internals: 400 for a bad query, 404 for an unknown path,
+/// 405 for a method the path does not allow, 503 while the database is unreachable, 500 (logged, with no detail in
+/// the answer) for anything else. (Answering HEAD, the server sends the headers alone.)
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+    /// Named in the answer when a query runs past it.
+    let statementTimeout: Duration
+
+    /// A 503 that tells clients when to try again.
+    private func unavailable(_ message: String) -> Response {
+        var answer = json(ReportJSON.error(message), status: .serviceUnavailable)
+        answer.headers[.retryAfter] = "1"
+        return answer
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as QueryError {
+            return json(ReportJSON.error(error.message), status: .badRequest)
+        } catch let error as HTTPError where error.status == .notFound {
+            return json(ReportJSON.error("no such path: \(request.uri.path)"), status: .notFound)
+        } catch let error as HTTPError where error.status == .methodNotAllowed {
+            var answer = json(ReportJSON.error("this API is read-only: use GET"), status: .methodNotAllowed)
+            answer.headers[.allow] = allowedMethods
+            return answer
+        } catch let error as PostgresError where error.isStatementTimeout {
+            logger.warning(
+                "A report ran past the statement timeout", metadata: [LogKey.error: "\(error.debugDescription)"])
+            return unavailable(
+                "the report took longer than the statement timeout (DB_STATEMENT_TIMEOUT_MS, "
+                    + "\(statementTimeout.milliseconds) ms): narrow the range or try again later")
+        } catch let error as PostgresError where error.code == .poolExhausted {
+            logger.warning("No database connection was free", metadata: [LogKey.error: "\(error.debugDescription)"])
+            return unavailable(error.message)
+        } catch let error as PostgresError where error.isRetriable {
+            logger.warning("The database is unavailable", metadata: [LogKey.error: "\(error.debugDescription)"])
+            return unavailable("the database is unavailable; try again shortly")
+        } catch {
+            logger.error("A request failed", metadata: [LogKey.error: "\(String(reflecting: error))"])
+            return json(ReportJSON.error("internal error"), status: .internalServerError)
+        }
+    }
+}

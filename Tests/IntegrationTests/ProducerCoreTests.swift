@@ -1,0 +1,50 @@
+import Foundation
+import ProducerCore
+import Shared
+import Testing
+
+/// The producer's line reader and load generator, on their own.
+@Suite
+struct ProducerCoreTests {
+    @Test func theLineReaderGivesEveryLineWithoutItsLineFeedAcrossChunks() async throws {
+        let long = String(repeating: "x", count: 70_000)
+        let text = "first\n\n\(long)\nlast without a line feed"
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("lines-\(UUID())")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        var lines: [String] = []
+        for try await line in LineReader(try FileHandle(forReadingFrom: file)) {
+            lines.append(String(decoding: line, as: UTF8.self))
+        }
+        #expect(lines == ["first", "", long, "last without a line feed"])
+    }
+
+    @Test func theLoadGeneratesCheckinsOfItsUsersSpacesAndDays() {
+        let load = SyntheticLoad(rate: 100, duration: .seconds(1), users: 5, days: 2)
+        var random = SeededGenerator(seed: 7)
+        let now = Timestamp(year: 2026, month: 12, day: 6, hour: 12)
+        let events = load.events(count: 2_000, now: now, using: &random)
+        #expect(events.count == 2_000)
+        #expect(Set(events.map(\.id)).count == 2_000)
+        #expect(Set(events.map(\.userID)) == [1, 2, 3, 4, 5])
+        #expect(Set(events.compactMap(\.spaceID)) == Set(SyntheticLoad.spaces))
+        #expect(events.allSatisfy { $0.kind == .checkin })
+        #expect(events.allSatisfy { $0.occurredAt <= now && $0.occurredAt > now.adding(seconds: -2 * 86_400) })
+        var again = SeededGenerator(seed: 7)
+        #expect(load.events(count: 2_000, now: now, using: &again) == events, "the same seed, the same events")
+        let today = SyntheticLoad(rate: 100, duration: .seconds(1), users: 5, days: 0)
+        #expect(today.events(count: 10, now: now, using: &random).allSatisfy { $0.occurredAt == now })
+    }
+
+    @Test func theLoadPublishesAtItsRateAndEveryEventIsConfirmed() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let publisher = EventPublisher(
+            configuration: try TestServers.amqp(), exchange: harness.topology.exchange, logger: TestServers.logger)
+        let counts = try await SyntheticLoad(rate: 2_000, duration: .seconds(1), users: 10, days: 1).run(publisher)
+        await publisher.close()
+        #expect(counts.confirmed == counts.published)
+        // A second at 2,000 a second, with a burst of a tenth of a second saved up at most.
+        #expect((1_800...2_300).contains(counts.published), "\(counts.published)")
+        try await harness.cleanup()
+    }
+}
