@@ -44,7 +44,7 @@ struct Prefill: AsyncParsableCommand {
     @OptionGroup var workload: Workload
 
     func run() async throws {
-        let environment = Environment.process
+        let environment = EnvironmentVariables.process
         let publisher = EventPublisher(
             configuration: try AMQPConfiguration.fromEnvironment(environment),
             exchange: try Topology.fromEnvironment(environment).exchange, logger: Logger(label: "bench"))
@@ -103,7 +103,7 @@ struct Probe: AsyncParsableCommand {
     @Option(help: "Milliseconds between two probes.") var pause = 200
 
     func run() async throws {
-        let environment = Environment.process
+        let environment = EnvironmentVariables.process
         let publisher = EventPublisher(
             configuration: try AMQPConfiguration.fromEnvironment(environment),
             exchange: try Topology.fromEnvironment(environment).exchange, logger: Logger(label: "bench"))

@@ -66,7 +66,9 @@ public struct ConsumerSettings: Sendable {
         self.logLevel = logLevel
     }
 
-    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> ConsumerSettings {
+    public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError)
+        -> ConsumerSettings
+    {
         let batchSize = try environment.integer("BATCH_SIZE", default: Self.defaultBatchSize, in: 1...10_000)
         let foldConnections = try environment.integer(
             "FOLD_CONNECTIONS", default: Self.defaultFoldConnections, in: 1...8)

@@ -9,7 +9,9 @@ public struct MigrationSettings: Sendable {
     public var readerRole: String?
     public var logLevel: Logger.Level
 
-    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> MigrationSettings {
+    public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError)
+        -> MigrationSettings
+    {
         let readerRole = environment["DB_READER_ROLE"]
         if let readerRole, !isPlainIdentifier(readerRole) {
             throw ConfigurationError(variable: "DB_READER_ROLE", problem: "must be a lower-case SQL identifier")

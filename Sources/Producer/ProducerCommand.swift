@@ -25,7 +25,7 @@ struct ProducerContext {
 
     init() {
         let (amqp, exchange, rules, level) = Program.configuration { () throws(ConfigurationError) in
-            let environment = Environment.process
+            let environment = EnvironmentVariables.process
             return (
                 try AMQPConfiguration.fromEnvironment(environment), try Topology.fromEnvironment(environment).exchange,
                 try EventRules.fromEnvironment(environment), try Logger.Level.fromEnvironment(environment)
@@ -96,7 +96,7 @@ struct Replay: AsyncParsableCommand {
             throw ValidationError("cannot read \(file ?? "")")
         }
         let decoder = EventDecoder(rules: context.rules)
-        let progress = Progress()
+        let progress = ProgressLine()
         var counts = EventPublisher.Counts()
         var refused = 0
         var batch: [AMQPOutgoingMessage] = []
@@ -149,7 +149,7 @@ struct Backfill: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        let progress = Progress()
+        let progress = ProgressLine()
         var counts = EventPublisher.Counts()
         do {
             try await LegacyBackfill(legacy: legacy, timeColumn: column, sourceTimeZone: sourceTimezone).events(
@@ -181,7 +181,7 @@ struct Load: AsyncParsableCommand {
             throw ValidationError("--rate, --duration and --users must be positive, --days at least 0")
         }
         let context = ProducerContext()
-        let progress = Progress(total: Int(rate * duration))
+        let progress = ProgressLine(total: Int(rate * duration))
         let load = SyntheticLoad(
             rate: rate, duration: .milliseconds(Int64(duration * 1_000)), users: users, days: days)
         let started = ContinuousClock.now
@@ -208,7 +208,7 @@ struct DeadLetters: AsyncParsableCommand {
     /// The settings these commands need, and a logger.
     static func queue() -> DeadLetterQueue {
         let (amqp, topology, level) = Program.configuration { () throws(ConfigurationError) in
-            let environment = Environment.process
+            let environment = EnvironmentVariables.process
             return (
                 try AMQPConfiguration.fromEnvironment(environment), try Topology.fromEnvironment(environment),
                 try Logger.Level.fromEnvironment(environment)

@@ -59,7 +59,7 @@ public struct ReportAPISettings: Sendable {
         self.logLevel = logLevel
     }
 
-    public static func fromEnvironment(_ environment: Shared.Environment) throws(ConfigurationError)
+    public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError)
         -> ReportAPISettings
     {
         ReportAPISettings(

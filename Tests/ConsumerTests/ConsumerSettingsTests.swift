@@ -7,7 +7,7 @@ struct ConsumerSettingsTests {
     static let database = ["DB_NAME": "coworking", "DB_USERNAME": "consumer"]
 
     static func settings(_ values: [String: String]) throws(ConfigurationError) -> ConsumerSettings {
-        try ConsumerSettings.fromEnvironment(Environment(database.merging(values) { $1 }))
+        try ConsumerSettings.fromEnvironment(EnvironmentVariables(database.merging(values) { $1 }))
     }
 
     @Test func defaultsHoldABatchPerFoldConnection() throws {

@@ -6,7 +6,7 @@ import Testing
 struct ConfigurationTests {
     @Test func databaseSettingsComeFromTheLegacyVariables() throws {
         let configuration = try PostgresConfiguration.fromEnvironment(
-            Environment([
+            EnvironmentVariables([
                 "DB_HOST": "db.internal", "DB_PORT": "6432", "DB_NAME": "coworking", "DB_USERNAME": "app",
                 "DB_PASSWORD": "s3cret",
             ]), applicationName: "test")
@@ -19,7 +19,7 @@ struct ConfigurationTests {
 
     @Test func databaseURLWinsOverTheLegacyVariables() throws {
         let configuration = try PostgresConfiguration.fromEnvironment(
-            Environment([
+            EnvironmentVariables([
                 "DATABASE_URL": "postgresql://u%40x:p%2Fw@pg:5433/analytics?sslmode=require",
                 "DB_HOST": "ignored", "DB_PORT": "not a port", "DB_SCHEMA": "tenant_7",
             ]), applicationName: "test")
@@ -34,7 +34,7 @@ struct ConfigurationTests {
 
     @Test func databaseTLSComesFromItsOwnVariablesWithoutAURL() throws {
         let configuration = try PostgresConfiguration.fromEnvironment(
-            Environment([
+            EnvironmentVariables([
                 "DB_HOST": "db.example", "DB_NAME": "coworking", "DB_USERNAME": "app", "DB_SSLMODE": "verify-full",
                 "DB_SSLROOTCERT": "/etc/hostname",
             ]), applicationName: "test")
@@ -77,10 +77,10 @@ struct ConfigurationTests {
         ])
     func badDatabaseSetting(_ values: [String: String], _ line: String) {
         #expect(throws: ConfigurationError.self) {
-            try PostgresConfiguration.fromEnvironment(Environment(values), applicationName: "test")
+            try PostgresConfiguration.fromEnvironment(EnvironmentVariables(values), applicationName: "test")
         }
         do {
-            _ = try PostgresConfiguration.fromEnvironment(Environment(values), applicationName: "test")
+            _ = try PostgresConfiguration.fromEnvironment(EnvironmentVariables(values), applicationName: "test")
         } catch {
             #expect(error.description == line)
             #expect(!error.description.contains("hunter2"))
@@ -88,7 +88,7 @@ struct ConfigurationTests {
     }
 
     @Test func amqpURLDefaultsAndDecodesTheVirtualHost() throws {
-        #expect(try AMQPConfiguration.fromEnvironment(Environment([:])) == AMQPConfiguration())
+        #expect(try AMQPConfiguration.fromEnvironment(EnvironmentVariables([:])) == AMQPConfiguration())
         let configuration = try AMQPConfiguration(url: "amqp://svc:p%40ss@mq.internal:5673/%2Fprod?heartbeat=10")
         #expect(configuration.host == "mq.internal")
         #expect(configuration.port == 5673)
@@ -117,7 +117,7 @@ struct ConfigurationTests {
         ])
     func badAMQPURL(_ url: String, _ line: String) {
         do {
-            _ = try AMQPConfiguration.fromEnvironment(Environment(["AMQP_URL": url]))
+            _ = try AMQPConfiguration.fromEnvironment(EnvironmentVariables(["AMQP_URL": url]))
             Issue.record("accepted \(url)")
         } catch {
             #expect(error.description == line)
@@ -125,11 +125,12 @@ struct ConfigurationTests {
     }
 
     @Test func anAMQPSURLSpeaksTLSVerifiedAgainstTheSystemBundleUnlessAnotherIsNamed() throws {
-        let system = try AMQPConfiguration.fromEnvironment(Environment(["AMQP_URL": "amqps://u:p@broker.example/"]))
+        let system = try AMQPConfiguration.fromEnvironment(
+            EnvironmentVariables(["AMQP_URL": "amqps://u:p@broker.example/"]))
         #expect(system.port == 5671)
         #expect(system.tls == AMQPConfiguration.TLS(caCertificatePath: "/etc/ssl/certs/ca-certificates.crt"))
         let named = try AMQPConfiguration.fromEnvironment(
-            Environment([
+            EnvironmentVariables([
                 "AMQP_URL": "amqps://u:p@broker.example:5999/", "AMQP_CACERT": "/etc/hostname",
                 "AMQP_CERT": "/etc/hostname", "AMQP_KEY": "/etc/hostname",
             ]))
@@ -138,40 +139,42 @@ struct ConfigurationTests {
             named.tls
                 == AMQPConfiguration.TLS(
                     caCertificatePath: "/etc/hostname", certificatePath: "/etc/hostname", keyPath: "/etc/hostname"))
-        #expect(try AMQPConfiguration.fromEnvironment(Environment(["AMQP_URL": "amqp://u:p@h/"])).tls == nil)
+        #expect(try AMQPConfiguration.fromEnvironment(EnvironmentVariables(["AMQP_URL": "amqp://u:p@h/"])).tls == nil)
         #expect(throws: ConfigurationError(variable: "AMQP_KEY", problem: "is required with AMQP_CERT")) {
             try AMQPConfiguration.fromEnvironment(
-                Environment(["AMQP_URL": "amqps://u:p@h/", "AMQP_CERT": "/etc/hostname"]))
+                EnvironmentVariables(["AMQP_URL": "amqps://u:p@h/", "AMQP_CERT": "/etc/hostname"]))
         }
         #expect(
             throws: ConfigurationError(variable: "AMQP_CACERT", problem: #"names no readable file "/no/ca.pem""#)
         ) {
             try AMQPConfiguration.fromEnvironment(
-                Environment(["AMQP_URL": "amqps://u:p@h/", "AMQP_CACERT": "/no/ca.pem"]))
+                EnvironmentVariables(["AMQP_URL": "amqps://u:p@h/", "AMQP_CACERT": "/no/ca.pem"]))
         }
     }
 
     @Test func topologyNamesAndLimits() throws {
-        #expect(try Topology.fromEnvironment(Environment([:])) == Topology())
+        #expect(try Topology.fromEnvironment(EnvironmentVariables([:])) == Topology())
         #expect(Topology().deadLetterQueue == "coworking.dead")
         let custom = try Topology.fromEnvironment(
-            Environment(["EXCHANGE": "ev", "QUEUE": "q", "DEAD_LETTER_EXCHANGE": "dl", "DELIVERY_LIMIT": "5"]))
+            EnvironmentVariables(["EXCHANGE": "ev", "QUEUE": "q", "DEAD_LETTER_EXCHANGE": "dl", "DELIVERY_LIMIT": "5"]))
         #expect(custom == Topology(exchange: "ev", queue: "q", deadLetterExchange: "dl", deliveryLimit: 5))
         #expect(throws: ConfigurationError(variable: "QUEUE", problem: "must be at most 255 bytes without spaces")) {
-            try Topology.fromEnvironment(Environment(["QUEUE": "my queue"]))
+            try Topology.fromEnvironment(EnvironmentVariables(["QUEUE": "my queue"]))
         }
         #expect(
             throws: ConfigurationError(
                 variable: "DELIVERY_LIMIT", problem: #"must be an integer from 1 to 1000, got "0""#)
         ) {
-            try Topology.fromEnvironment(Environment(["DELIVERY_LIMIT": "0"]))
+            try Topology.fromEnvironment(EnvironmentVariables(["DELIVERY_LIMIT": "0"]))
         }
     }
 
     @Test func reportZones() throws {
-        #expect(try ReportZones.fromEnvironment(Environment([:])) == ReportZones(folded: ["UTC"], defaultZone: "UTC"))
+        #expect(
+            try ReportZones.fromEnvironment(EnvironmentVariables([:]))
+                == ReportZones(folded: ["UTC"], defaultZone: "UTC"))
         let zones = try ReportZones.fromEnvironment(
-            Environment([
+            EnvironmentVariables([
                 "REPORT_TIMEZONES": " Asia/Kolkata,UTC,,Asia/Kolkata, America/St_Johns",
                 "REPORT_TIMEZONE": "Asia/Kathmandu",
             ]))
@@ -179,23 +182,25 @@ struct ConfigurationTests {
             zones == ReportZones(folded: ["Asia/Kolkata", "UTC", "America/St_Johns"], defaultZone: "Asia/Kathmandu"))
         #expect(throws: ConfigurationError(variable: "REPORT_TIMEZONES", problem: #"names an unknown time zone "IST""#))
         {
-            try ReportZones.fromEnvironment(Environment(["REPORT_TIMEZONES": "UTC,IST"]))
+            try ReportZones.fromEnvironment(EnvironmentVariables(["REPORT_TIMEZONES": "UTC,IST"]))
         }
         #expect(
             throws: ConfigurationError(
                 variable: "REPORT_TIMEZONE", problem: #"names an unknown time zone "Mars/Olympus""#)
         ) {
-            try ReportZones.fromEnvironment(Environment(["REPORT_TIMEZONE": "Mars/Olympus"]))
+            try ReportZones.fromEnvironment(EnvironmentVariables(["REPORT_TIMEZONE": "Mars/Olympus"]))
         }
     }
 
     @Test func eventRulesAndLogLevel() throws {
-        #expect(try EventRules.fromEnvironment(Environment(["MAX_FUTURE_SKEW_S": "60"])).maxFutureSkewSeconds == 60)
-        #expect(try EventRules.fromEnvironment(Environment([:])).maxFutureSkewSeconds == 86_400)
-        #expect(try Logger.Level.fromEnvironment(Environment(["LOG_LEVEL": "DEBUG"])) == .debug)
+        #expect(
+            try EventRules.fromEnvironment(EnvironmentVariables(["MAX_FUTURE_SKEW_S": "60"])).maxFutureSkewSeconds == 60
+        )
+        #expect(try EventRules.fromEnvironment(EnvironmentVariables([:])).maxFutureSkewSeconds == 86_400)
+        #expect(try Logger.Level.fromEnvironment(EnvironmentVariables(["LOG_LEVEL": "DEBUG"])) == .debug)
         #expect(throws: ConfigurationError.self) {
-            try Logger.Level.fromEnvironment(Environment(["LOG_LEVEL": "loud"]))
+            try Logger.Level.fromEnvironment(EnvironmentVariables(["LOG_LEVEL": "loud"]))
         }
-        #expect(Environment(["X": ""])["X"] == nil, "an empty value counts as unset")
+        #expect(EnvironmentVariables(["X": ""])["X"] == nil, "an empty value counts as unset")
     }
 }

@@ -52,7 +52,9 @@ public struct AMQPConfiguration: Sendable, Equatable {
 
     /// `AMQP_URL`: `amqp://user:pass@host:5672/vhost`, default `amqp://guest:guest@127.0.0.1:5672/%2F`; or
     /// `amqps://user:pass@host:5671/vhost` for TLS, with `AMQP_CACERT`, `AMQP_CERT` and `AMQP_KEY`.
-    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> AMQPConfiguration {
+    public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError)
+        -> AMQPConfiguration
+    {
         guard let url = environment["AMQP_URL"] else { return AMQPConfiguration() }
         var configuration = try AMQPConfiguration(url: url, variable: "AMQP_URL")
         guard var tls = configuration.tls else { return configuration }
@@ -146,7 +148,7 @@ public struct Topology: Sendable, Equatable {
     /// The queue that holds dead letters: named after its exchange.
     public var deadLetterQueue: String { deadLetterExchange }
 
-    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> Topology {
+    public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError) -> Topology {
         let defaults = Topology()
         return Topology(
             exchange: try environment.name("EXCHANGE", default: defaults.exchange),

@@ -14,7 +14,7 @@ public struct ReportZones: Sendable, Equatable {
         self.defaultZone = defaultZone
     }
 
-    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> ReportZones {
+    public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError) -> ReportZones {
         var folded: [String] = []
         if let list = environment["REPORT_TIMEZONES"] {
             for item in list.split(separator: ",") {

@@ -15,7 +15,7 @@ public struct EventRules: Sendable, Equatable {
         self.earliest = Timestamp(year: 2000, month: 1, day: 1)
     }
 
-    public static func fromEnvironment(_ environment: Environment) throws(ConfigurationError) -> EventRules {
+    public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError) -> EventRules {
         EventRules(
             maxFutureSkewSeconds: Int64(
                 try environment.integer("MAX_FUTURE_SKEW_S", default: 86_400, in: 0...(10 * 365 * 86_400))))

@@ -47,7 +47,8 @@ public struct PostgresConfiguration: Sendable, Equatable {
     /// `DATABASE_URL` when set (it wins), else `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USERNAME`, `DB_PASSWORD`,
     /// `DB_SSLMODE` and `DB_SSLROOTCERT` (libpq's `sslmode` and `sslrootcert`: `verify-full` with the CA of a managed
     /// database); `DB_SCHEMA` in both cases.
-    public static func fromEnvironment(_ environment: Environment, applicationName: String) throws(ConfigurationError)
+    public static func fromEnvironment(_ environment: EnvironmentVariables, applicationName: String)
+        throws(ConfigurationError)
         -> PostgresConfiguration
     {
         var configuration: PostgresConfiguration

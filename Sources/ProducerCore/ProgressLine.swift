@@ -2,7 +2,7 @@ import Foundation
 
 /// A progress line on standard error, redrawn at most four times a second: count, rate, and ETA when the total is
 /// known. Silent when standard error is not a terminal, so logs and pipes get only the final line.
-public final class Progress {
+public final class ProgressLine {
     private let started = ContinuousClock.now
     private var lastDrawn: ContinuousClock.Instant?
     private let isTerminal = isatty(STDERR_FILENO) == 1

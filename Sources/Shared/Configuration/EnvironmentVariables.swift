@@ -18,7 +18,7 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
 }
 
 /// A read-only view of the process environment, so that parsing configuration is a pure function of a dictionary.
-public struct Environment: Sendable {
+public struct EnvironmentVariables: Sendable {
     public var values: [String: String]
 
     public init(_ values: [String: String]) {
@@ -26,7 +26,7 @@ public struct Environment: Sendable {
     }
 
     /// The environment of this process.
-    public static var process: Environment { Environment(ProcessInfo.processInfo.environment) }
+    public static var process: EnvironmentVariables { EnvironmentVariables(ProcessInfo.processInfo.environment) }
 
     /// The value of `name`, with an empty value treated as absent (as `VAR= program` means "unset" to most users).
     public subscript(name: String) -> String? {
