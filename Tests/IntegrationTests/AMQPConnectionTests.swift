@@ -1,3 +1,4 @@
+import ConsumerCore
 import Foundation
 import Shared
 import Testing

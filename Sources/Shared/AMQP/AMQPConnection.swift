@@ -211,25 +211,6 @@ public actor AMQPConnection {
         try check(amqp_get_rpc_reply(state), "delete exchange \(name)")
     }
 
-    /// Declares the exchanges, queues and bindings of CONTRACT §2 and §8. Declaring them again with the same
-    /// arguments changes nothing; with other arguments the broker closes the channel (`channelClosed`).
-    public func declare(_ topology: Topology) throws(AMQPError) {
-        try declareExchange(topology.exchange, type: "topic")
-        try declareExchange(topology.deadLetterExchange, type: "fanout")
-        try declareQueue(topology.deadLetterQueue, arguments: ["x-queue-type": .string("quorum")])
-        try bindQueue(topology.deadLetterQueue, to: topology.deadLetterExchange, routingKey: "#")
-        try declareQueue(
-            topology.queue,
-            arguments: [
-                "x-queue-type": .string("quorum"),
-                "x-dead-letter-exchange": .string(topology.deadLetterExchange),
-                "x-dead-letter-strategy": .string("at-least-once"),
-                "x-overflow": .string("reject-publish"),
-                "x-delivery-limit": .int64(Int64(topology.deliveryLimit)),
-            ])
-        try bindQueue(topology.queue, to: topology.exchange, routingKey: "#")
-    }
-
     // MARK: Publishing
 
     /// Puts the channel in confirm mode: from now on the broker acknowledges every published message.

@@ -1,0 +1,26 @@
+import Shared
+
+// The pipeline's topology belongs to the consumer, which declares it at every (re)connection; the AMQP layer knows
+// only exchanges, queues and bindings.
+extension AMQPConnection {
+    /// Declares the pipeline's exchanges, queues and bindings: the events exchange (topic) and its quorum queue,
+    /// bound with `#` so that an event of an unknown type reaches the consumer to be dead-lettered, and the dead-letter
+    /// exchange (fanout) and queue. Declaring them again with the same arguments changes nothing; with other arguments
+    /// the broker closes the channel (`channelClosed`).
+    public func declare(_ topology: Topology) throws(AMQPError) {
+        try declareExchange(topology.exchange, type: "topic")
+        try declareExchange(topology.deadLetterExchange, type: "fanout")
+        try declareQueue(topology.deadLetterQueue, arguments: ["x-queue-type": .string("quorum")])
+        try bindQueue(topology.deadLetterQueue, to: topology.deadLetterExchange, routingKey: "#")
+        try declareQueue(
+            topology.queue,
+            arguments: [
+                "x-queue-type": .string("quorum"),
+                "x-dead-letter-exchange": .string(topology.deadLetterExchange),
+                "x-dead-letter-strategy": .string("at-least-once"),
+                "x-overflow": .string("reject-publish"),
+                "x-delivery-limit": .int64(Int64(topology.deliveryLimit)),
+            ])
+        try bindQueue(topology.queue, to: topology.exchange, routingKey: "#")
+    }
+}
