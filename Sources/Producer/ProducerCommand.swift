@@ -181,14 +181,13 @@ struct Load: AsyncParsableCommand {
             throw ValidationError("--rate, --duration and --users must be positive, --days at least 0")
         }
         let context = ProducerContext()
-        let progress = ProgressLine(total: Int(rate * duration))
         let load = SyntheticLoad(
             rate: rate, duration: .milliseconds(Int64(duration * 1_000)), users: users, days: days)
+        let progress = ProgressLine(total: load.total)
         let started = ContinuousClock.now
         let counts = try await load.run(context.publisher) { progress.update(count: $0) }
         progress.finish()
-        let elapsed = ContinuousClock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = (ContinuousClock.now - started).seconds
         print(
             String(
                 format: "achieved %.0f confirmed events/s of the %.0f asked", Double(counts.confirmed) / seconds, rate))

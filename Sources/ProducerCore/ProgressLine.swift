@@ -17,8 +17,7 @@ public final class ProgressLine {
         let now = ContinuousClock.now
         if let lastDrawn, now - lastDrawn < .milliseconds(250) { return }
         lastDrawn = now
-        let seconds = max(
-            0.001, Double((now - started).components.attoseconds) / 1e18 + Double((now - started).components.seconds))
+        let seconds = max(0.001, (now - started).seconds)
         let rate = Double(count) / seconds
         var line = "\r\(count)"
         if let total { line += " of \(total)" }

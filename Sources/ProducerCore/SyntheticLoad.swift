@@ -1,7 +1,9 @@
 import Shared
 
-/// Synthetic check-ins published at a steady rate (`producer load`), for benchmarks and demos: a token bucket paces
-/// them, and the next chunk is generated while the broker confirms the one before.
+/// Synthetic check-ins published at a steady rate (`producer load`), for benchmarks and demos: `rate × duration` of
+/// them, the n-th due n / rate seconds after the start. A load that falls behind (a slow broker, a busy machine)
+/// catches up rather than dropping what it owes, so the total is exact and the achieved rate says how far behind it
+/// fell. The next chunk is generated while the broker confirms the one before.
 public struct SyntheticLoad: Sendable {
     /// Check-ins a second.
     public var rate: Double
@@ -32,24 +34,35 @@ public struct SyntheticLoad: Sendable {
         }
     }
 
-    /// Publishes for `duration` through `publisher`, telling `progress` how many were published so far; returns
-    /// what became of them.
+    /// How many check-ins the load publishes in all.
+    public var total: Int {
+        Int(rate * duration.seconds)
+    }
+
+    /// How many check-ins are due `elapsed` after the start.
+    public func due(after elapsed: Duration) -> Int {
+        min(total, Int(elapsed.seconds * rate))
+    }
+
+    /// Publishes `total` check-ins through `publisher` as they fall due, telling `progress` how many were published
+    /// so far; returns what became of them.
     public func run(_ publisher: EventPublisher, progress: (Int) -> Void = { _ in }) async throws
         -> EventPublisher.Counts
     {
-        var bucket = TokenBucket(rate: rate, burst: max(1, rate / 10))
         var random = SystemRandomNumberGenerator()
         var counts = EventPublisher.Counts()
+        var generated = 0
         // The next chunk is generated while the one before is being published and confirmed.
         var publishing: Task<EventPublisher.Counts, Never>?
-        let end = ContinuousClock.now + duration
-        while ContinuousClock.now < end {
-            let allowed = bucket.take(upTo: 50_000)
-            guard allowed > 0 else {
+        let start = ContinuousClock.now
+        while generated < total {
+            let ready = min(due(after: .now - start) - generated, 50_000)
+            guard ready > 0 else {
                 try await Task.sleep(for: .milliseconds(5))
                 continue
             }
-            let messages = events(count: allowed, now: .now, using: &random).map(publisher.message(for:))
+            generated += ready
+            let messages = events(count: ready, now: .now, using: &random).map(publisher.message(for:))
             if let previous = publishing { counts += await previous.value }
             publishing = Task { await publisher.publish(messages) }
             progress(counts.published)

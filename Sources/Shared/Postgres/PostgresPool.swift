@@ -127,11 +127,3 @@ public actor PostgresPool {
         }
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, for messages and settings.
-    public var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}
