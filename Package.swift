@@ -108,12 +108,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What tests and benchmarks share and the programs do not need.
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport"
+        ),
         .executableTarget(
             name: "BenchTool",
             dependencies: [
                 "ConsumerCore",
                 "ProducerCore",
                 "Shared",
+                "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -135,6 +141,7 @@ let package = Package(
                 "ProducerCore",
                 "ReportAPICore",
                 "Shared",
+                "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

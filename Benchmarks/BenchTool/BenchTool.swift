@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ProducerCore
 import Shared
+import TestSupport
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking

@@ -5,6 +5,8 @@ import Metrics
 import Prometheus
 import Shared
 
+/// The `consumer` program: `run` (the default) folds events until SIGTERM, `migrate` brings the schema up to date.
+/// The work is `ConsumerCore`'s; this reads the settings and turns a failure into one line and an exit status.
 @main
 struct ConsumerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

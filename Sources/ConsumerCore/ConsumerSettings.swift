@@ -11,10 +11,8 @@ public struct ConsumerSettings: Sendable {
     /// recorded in the database; the setting is checked at start, and a difference is logged.
     public var zones: ReportZones
     /// `BATCH_SIZE`: events folded per transaction at most; default 4000. A fold writes each rollup row once per
-    /// batch, so a larger batch writes fewer rows per event: with events spread over a year, 4000 folded about
-    /// twice as fast as 1000, and drained 10 to 20 % faster than 3000 at the same peak RSS, about 56 MiB then; 5000
-    /// was faster still, but took the RSS to 61 to 63 MiB. Since deliveries keep their properties encoded, 4000
-    /// peaks at 50 MiB and 5000 at 52, with no gain one run could tell from the noise (`scripts/bench-consumer`).
+    /// batch, so a larger batch writes fewer rows per event, for more memory held; the default is where the gain
+    /// stopped (docs/benchmarks.md).
     public var batchSize: Int
     /// `BATCH_MAX_DELAY_MS`: how long a batch waits to fill after its first event; default 200 ms.
     public var batchMaxDelay: Duration

@@ -13,7 +13,7 @@ public struct MigrationSettings: Sendable {
         -> MigrationSettings
     {
         let readerRole = environment["DB_READER_ROLE"]
-        if let readerRole, !isPlainIdentifier(readerRole) {
+        if let readerRole, !PostgresConfiguration.isPlainIdentifier(readerRole) {
             throw ConfigurationError(variable: "DB_READER_ROLE", problem: "must be a lower-case SQL identifier")
         }
         return MigrationSettings(

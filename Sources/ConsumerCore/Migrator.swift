@@ -41,10 +41,10 @@ public struct Migrator: Sendable {
         let schema = self.schema
         let zones = self.zones
         let readerRole = self.readerRole
-        guard isPlainIdentifier(schema) else {
+        guard PostgresConfiguration.isPlainIdentifier(schema) else {
             throw PostgresError(.unexpectedResult, "the schema name must be a lower-case SQL identifier")
         }
-        if let readerRole, !isPlainIdentifier(readerRole) {
+        if let readerRole, !PostgresConfiguration.isPlainIdentifier(readerRole) {
             throw PostgresError(.unexpectedResult, "the reader role must be a lower-case SQL identifier")
         }
         let report = try await connection.withTransaction { connection in

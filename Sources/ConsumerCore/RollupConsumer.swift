@@ -139,10 +139,21 @@ public final class RollupConsumer: Service {
         var deliveries: [AMQPDelivery]
         /// When the chunk's first delivery was published, where the publisher stamped it.
         var publishedAt: UInt64?
-        var fold: Task<DatabaseStage.Outcome, any Error>
+        var fold: ChildTaskResult<DatabaseStage.Outcome>
     }
 
+    /// Consumes until stopped or the connection is lost. The folds in flight are child tasks of a task group that
+    /// ends with this loop: a stop finishes and acknowledges them first; a lost connection cancels them, and what
+    /// they had not acknowledged is delivered again.
     private func consume(from amqp: AMQPConnection, consumerTag: String) async throws {
+        try await withThrowingDiscardingTaskGroup { folds in
+            try await consume(from: amqp, consumerTag: consumerTag, folding: &folds)
+        }
+    }
+
+    private func consume(
+        from amqp: AMQPConnection, consumerTag: String, folding folds: inout ThrowingDiscardingTaskGroup<any Error>
+    ) async throws {
         // Oldest first; the fold at position i of the sequence of chunks runs on stage i mod the stage count, so
         // a stage holds two chunks at most: one folding, the next queued behind it.
         var inFlight: [InFlight] = []
@@ -198,7 +209,7 @@ public final class RollupConsumer: Service {
                     InFlight(
                         tags: chunk.map(\.deliveryTag), requeued: requeued, deliveries: eventDeliveries,
                         publishedAt: publishedAt,
-                        fold: Task { try await database.foldIsolatingRefusals(prepared) }))
+                        fold: ChildTaskResult(in: &folds) { try await database.foldIsolatingRefusals(prepared) }))
                 if inFlight.count > databases.count { try await finish(inFlight.removeFirst(), amqp) }
             }
         }
@@ -322,17 +333,11 @@ public final class RollupConsumer: Service {
 
     /// Waits for `fold`; if it takes long (the database is down), keeps the AMQP connection's heartbeats going,
     /// which librabbitmq only sends from inside its own calls.
-    private func waitKeepingAlive(_ fold: Task<DatabaseStage.Outcome, any Error>, _ amqp: AMQPConnection)
+    private func waitKeepingAlive(_ fold: ChildTaskResult<DatabaseStage.Outcome>, _ amqp: AMQPConnection)
         async throws -> DatabaseStage.Outcome
     {
         try await withThrowingTaskGroup(of: DatabaseStage.Outcome?.self) { group in
-            group.addTask {
-                try await withTaskCancellationHandler {
-                    try await fold.value
-                } onCancel: {
-                    fold.cancel()
-                }
-            }
+            group.addTask { try await fold.value }
             group.addTask {
                 try await Task.sleep(for: .seconds(5))
                 while !Task.isCancelled { try await amqp.keepAlive(for: .seconds(1)) }

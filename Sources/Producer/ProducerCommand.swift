@@ -4,6 +4,8 @@ import Logging
 import ProducerCore
 import Shared
 
+/// The `producer` program: one subcommand for each way events reach the broker (one event, a file, the legacy
+/// database, a synthetic load) and one for the dead-letter queue. The work is `ProducerCore`'s.
 @main
 struct ProducerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -140,7 +142,7 @@ struct Backfill: AsyncParsableCommand {
         guard let column = LegacyBackfill.TimeColumn(rawValue: timeColumn) else {
             throw ValidationError("--time-column must be created_at or used_at")
         }
-        guard isKnownTimeZone(sourceTimezone) else {
+        guard ReportZones.isKnown(sourceTimezone) else {
             throw ValidationError("--source-timezone must be an IANA time zone such as UTC or Europe/Berlin")
         }
         let legacy: PostgresConfiguration

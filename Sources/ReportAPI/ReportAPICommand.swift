@@ -7,6 +7,8 @@ import Prometheus
 import ReportAPICore
 import Shared
 
+/// The `report-api` program: reads its settings, then serves `ReportAPIApp` until SIGTERM; a failure to start is one
+/// line and exit status 1.
 @main
 struct ReportAPICommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

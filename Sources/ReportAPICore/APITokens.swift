@@ -17,7 +17,7 @@ public struct APITokens: Sendable, Equatable {
     /// blank lines and lines starting with `#` are skipped.
     public static func fromFile(_ path: String) throws(ConfigurationError) -> APITokens {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigurationError(variable: "API_TOKENS_FILE", problem: "names no readable file \(quoted(path))")
+            throw ConfigurationError(variable: "API_TOKENS_FILE", problem: "names no readable file \(path.quoted())")
         }
         var digests: [[UInt8]] = []
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

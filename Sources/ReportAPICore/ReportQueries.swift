@@ -36,12 +36,12 @@ public struct UsageQuery: Equatable, Sendable {
         from = try values["from"].map { text throws(QueryError) in try Self.date(text, name: "from") }
         to = try values["to"].map { text throws(QueryError) in try Self.date(text, name: "to") }
         zone = values["tz"] ?? defaultZone
-        guard isKnownTimeZone(zone) else {
-            throw QueryError("tz must be an IANA time zone such as Asia/Kolkata, got \(quoted(zone))")
+        guard ReportZones.isKnown(zone) else {
+            throw QueryError("tz must be an IANA time zone such as Asia/Kolkata, got \(zone.quoted())")
         }
         space = values["space"]
-        if let space, !isValidSpaceID(space) {
-            throw QueryError("space must be 1 to 64 of A-Z a-z 0-9 . _ -, got \(quoted(space))")
+        if let space, !Event.isValidSpaceID(space) {
+            throw QueryError("space must be 1 to 64 of A-Z a-z 0-9 . _ -, got \(space.quoted())")
         }
         if let from, let to {
             guard from <= to else { throw QueryError("from (\(from)) is after to (\(to))") }
@@ -53,7 +53,7 @@ public struct UsageQuery: Equatable, Sendable {
 
     private static func date(_ text: String, name: String) throws(QueryError) -> LocalDate {
         guard let date = LocalDate(text) else {
-            throw QueryError("\(name) must be a date YYYY-MM-DD, got \(quoted(text))")
+            throw QueryError("\(name) must be a date YYYY-MM-DD, got \(text.quoted())")
         }
         return date
     }
@@ -77,14 +77,14 @@ public struct UserVisitsQuery: Equatable, Sendable {
         let values = try QueryParameters(parameters, allowed: ["limit", "after"])
         limit = try values["limit"].map { text throws(QueryError) in
             guard let limit = Int(text), (1...Self.maxLimit).contains(limit) else {
-                throw QueryError("limit must be an integer from 1 to \(Self.maxLimit), got \(quoted(text))")
+                throw QueryError("limit must be an integer from 1 to \(Self.maxLimit), got \(text.quoted())")
             }
             return limit
         }
         after =
             try values["after"].map { text throws(QueryError) in
                 guard let after = Int32(text), after >= 0 else {
-                    throw QueryError("after must be a user id from 0 to \(Int32.max), got \(quoted(text))")
+                    throw QueryError("after must be a user id from 0 to \(Int32.max), got \(text.quoted())")
                 }
                 return after
             } ?? 0
@@ -100,7 +100,7 @@ struct QueryParameters {
             guard allowed.contains(name) else {
                 let known =
                     allowed.isEmpty ? "this path takes none" : "known: " + allowed.sorted().joined(separator: ", ")
-                throw QueryError("unknown query parameter \(quoted(name)) (\(known))")
+                throw QueryError("unknown query parameter \(name.quoted()) (\(known))")
             }
             guard values[name] == nil else { throw QueryError("\(name) is given more than once") }
             values[name] = value

@@ -3,9 +3,9 @@ import Prometheus
 import Synchronization
 
 /// Counts the API's answers by route and status, and times them by route, until the answer's head is ready (a
-/// streamed body's writing is not timed). Hummingbird's `MetricsMiddleware` cost 15 to 25 % of the cached reports'
-/// throughput: it wraps every body to time its writing, which gives up the single-buffer write, and keeps an
-/// active-requests gauge. Here each request looks up its route's handles once and records two numbers.
+/// streamed body's writing is not timed). Hummingbird's `MetricsMiddleware` cost a good part of the cached reports'
+/// throughput (docs/benchmarks.md): it wraps every body to time its writing, which gives up the single-buffer
+/// write, and keeps an active-requests gauge. Here each request looks up its route's handles once and records two numbers.
 struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: RequestMetrics
 

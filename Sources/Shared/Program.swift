@@ -51,7 +51,7 @@ public enum Program {
 
 /// `StreamLogHandler`'s lines, with the logger's own metadata formatted only when a line is written.
 /// `StreamLogHandler` formats it whenever it changes, and Hummingbird gives every request's logger a request id, so
-/// the report API paid for formatting it on every request, about 4 % of its CPU, to log nothing.
+/// the report API paid for formatting it on every request, to log nothing (its cost: docs/benchmarks.md).
 struct LineLogHandler: LogHandler {
     private var stream: StreamLogHandler
     var metadata: Logger.Metadata = [:]

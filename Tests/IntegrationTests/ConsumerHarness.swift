@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Shared
+import TestSupport
 import Testing
 
 /// A consumer's world of its own: a schema and a topology no other test uses, migrated and declared.

@@ -1,6 +1,7 @@
 import Foundation
 import ProducerCore
 import Shared
+import TestSupport
 import Testing
 
 /// The producer's line reader and load generator, on their own.

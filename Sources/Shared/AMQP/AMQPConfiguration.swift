@@ -61,7 +61,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
         func readable(_ variable: String) throws(ConfigurationError) -> String? {
             guard let path = environment[variable] else { return nil }
             guard FileManager.default.isReadableFile(atPath: path) else {
-                throw ConfigurationError(variable: variable, problem: "names no readable file \(quoted(path))")
+                throw ConfigurationError(variable: variable, problem: "names no readable file \(path.quoted())")
             }
             return path
         }

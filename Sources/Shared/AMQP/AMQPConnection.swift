@@ -19,17 +19,17 @@ public actor AMQPConnection {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     public nonisolated let configuration: AMQPConfiguration
-    private let logger: Logger
+    let logger: Logger
     private var state: amqp_connection_state_t?
     /// Why the connection is unusable, once it is.
     private var failure: AMQPError?
-    private var confirmsEnabled = false
+    var confirmsEnabled = false
     /// The sequence number the broker gives the next message published in confirm mode.
-    private var nextPublishSequence: UInt64 = 1
+    var nextPublishSequence: UInt64 = 1
     /// Deliveries read while waiting for confirms, handed out by `nextDelivery(timeout:)` first.
-    private var bufferedDeliveries = Deque<AMQPDelivery>()
+    var bufferedDeliveries = Deque<AMQPDelivery>()
 
-    private static let channel: amqp_channel_t = 1
+    static let channel: amqp_channel_t = 1
     /// The largest frame this client accepts and sends.
     static let frameMax = 131_072
     /// The largest encoded properties a content header frame holds: the frame less its header and end (8 bytes)
@@ -211,102 +211,8 @@ public actor AMQPConnection {
         try check(amqp_get_rpc_reply(state), "delete exchange \(name)")
     }
 
-    // MARK: Publishing
-
-    /// Puts the channel in confirm mode: from now on the broker acknowledges every published message.
-    public func enableConfirms() throws(AMQPError) {
-        let state = try usableState()
-        guard !confirmsEnabled else { return }
-        amqp_confirm_select(state, Self.channel)
-        try check(amqp_get_rpc_reply(state), "enable publisher confirms")
-        confirmsEnabled = true
-    }
-
-    /// Publishes `messages` with at most `window` of them unconfirmed at any time, and waits up to `timeout`
-    /// for the broker to settle each.
-    ///
-    /// Returns one outcome per message, in order. `mandatory` makes an unroutable message come back as
-    /// `.returned` rather than vanish. When the connection fails part way, the messages not yet settled are
-    /// `.unconfirmed` and every later call throws; the caller reconnects and publishes them again.
-    public func publishConfirmed(
-        _ messages: [AMQPOutgoingMessage], window: Int, mandatory: Bool = true, timeout: Duration = .seconds(30)
-    ) throws(AMQPError) -> [PublishOutcome] {
-        _ = try usableState()
-        guard confirmsEnabled else {
-            throw AMQPError(.unexpectedFrame, "publisher confirms are not enabled on this channel", isRetriable: false)
-        }
-        var outcomes = [PublishOutcome](repeating: .unconfirmed, count: messages.count)
-        var pending = ConfirmTracker()
-        var returned = Set<Int>()
-        let deadline = ContinuousClock.now + timeout
-
-        func settle(_ incoming: Incoming) {
-            switch incoming {
-            case .settled(let tag, let multiple, let outcome):
-                for index in pending.settle(tag: tag, multiple: multiple) {
-                    outcomes[index] = returned.contains(index) ? .returned : outcome
-                }
-            case .returned(let message):
-                // A return names no sequence number, but comes before the ack of its message: the first
-                // unsettled message with the same routing key and body is the one (identical twins are alike).
-                if let index = pending.indices.first(where: {
-                    !returned.contains($0) && messages[$0].routingKey == message.routingKey
-                        && messages[$0].body == message.body
-                }) {
-                    returned.insert(index)
-                }
-            case .delivery(let delivery):
-                bufferedDeliveries.append(delivery)
-            case .other:
-                break
-            }
-        }
-
-        let arena = CArena()
-        do {
-            for (index, message) in messages.enumerated() {
-                while pending.count >= max(window, 1) {
-                    guard let incoming = try readIncoming(until: deadline) else { return outcomes }
-                    settle(incoming)
-                }
-                let sequence = try publish(message, mandatory: mandatory, arena: arena)
-                pending.add(sequence: sequence, index: index)
-            }
-            while pending.count > 0 {
-                guard let incoming = try readIncoming(until: deadline) else { return outcomes }
-                settle(incoming)
-            }
-        } catch {
-            logger.warning(
-                "Publishing stopped: the connection failed",
-                metadata: [LogKey.error: "\(error.debugDescription)", LogKey.unconfirmed: "\(pending.count)"])
-        }
-        return outcomes
-    }
-
-    /// Sends one message; returns its confirm sequence number (meaningful in confirm mode only). `arena` holds
-    /// the C copies of its properties and names until the next message reuses it.
-    private func publish(_ message: AMQPOutgoingMessage, mandatory: Bool, arena: CArena) throws(AMQPError) -> UInt64 {
-        let state = try usableState()
-        arena.recycle()
-        var properties =
-            message.forwardedProperties.map {
-                arena.forwardedProperties(
-                    $0, adding: message.properties.headers ?? [:], replacing: message.replacesHeaders)
-            } ?? arena.properties(message.properties)
-        let status = message.body.withUnsafeBufferPointer { body in
-            amqp_basic_publish(
-                state, Self.channel, arena.bytes(message.exchange), arena.bytes(message.routingKey),
-                mandatory ? 1 : 0, 0, &properties,
-                amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
-        }
-        guard status == AMQP_STATUS_OK.rawValue else { throw fail(libraryError(status, "publish")) }
-        defer { nextPublishSequence += 1 }
-        return nextPublishSequence
-    }
-
     /// Reads the next frame of interest, or returns nil once `deadline` has passed.
-    private func readIncoming(until deadline: ContinuousClock.Instant) throws(AMQPError) -> Incoming? {
+    func readIncoming(until deadline: ContinuousClock.Instant) throws(AMQPError) -> Incoming? {
         while true {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero else { return nil }
@@ -362,9 +268,9 @@ public actor AMQPConnection {
     }
 
     /// How long a batch being filled lets deliveries gather once the bytes read so far are used up. Reading them
-    /// as they arrived woke this thread for every 20 or so messages (11,500 to 16,500 times in a drain of 300,000
-    /// events); pausing first cut the wake-ups about fifteenfold and the consumer's CPU per event by about a tenth,
-    /// for at most this much more latency in a batch that waits up to `maxDelay` anyway.
+    /// as they arrived woke this thread every few messages; pausing first wakes it far less often and saves
+    /// consumer CPU per event (docs/benchmarks.md), for at most this much more latency in a batch that waits up to
+    /// `maxDelay` anyway.
     private static let gatheringPause = Duration.milliseconds(2)
 
     /// Up to `limit` deliveries in one hop: waits up to `idleTimeout` for the first, then returns when `limit`
@@ -417,7 +323,7 @@ public actor AMQPConnection {
 
     // MARK: Frames
 
-    private enum Incoming {
+    enum Incoming {
         case delivery(AMQPDelivery)
         case settled(tag: UInt64, multiple: Bool, outcome: PublishOutcome)
         case returned(AMQPOutgoingMessage)
@@ -525,7 +431,7 @@ public actor AMQPConnection {
 
     // MARK: Errors
 
-    private func usableState() throws(AMQPError) -> amqp_connection_state_t {
+    func usableState() throws(AMQPError) -> amqp_connection_state_t {
         if let failure { throw failure }
         guard let state else { throw AMQPError(.connectionClosed, "the connection was closed", isRetriable: true) }
         return state
@@ -533,12 +439,12 @@ public actor AMQPConnection {
 
     /// Records `error` as the reason the connection is unusable and returns it to be thrown. Every failure of a
     /// library call ends the connection: after a lost reply the channel's state is unknown.
-    private func fail(_ error: AMQPError) -> AMQPError {
+    func fail(_ error: AMQPError) -> AMQPError {
         failure = failure ?? error
         return error
     }
 
-    private func check(_ reply: amqp_rpc_reply_t, _ action: String) throws(AMQPError) {
+    func check(_ reply: amqp_rpc_reply_t, _ action: String) throws(AMQPError) {
         switch reply.reply_type {
         case AMQP_RESPONSE_NORMAL:
             return
@@ -551,7 +457,7 @@ public actor AMQPConnection {
         }
     }
 
-    private func libraryError(_ status: Int32, _ action: String) -> AMQPError {
+    func libraryError(_ status: Int32, _ action: String) -> AMQPError {
         let detail = statusText(status)
         switch status {
         case AMQP_STATUS_TIMEOUT.rawValue:

@@ -188,9 +188,6 @@ public struct AMQPDelivery: Sendable, Hashable {
         self.bodySize = bodySize
     }
 
-    /// Whether only the first part of the body was kept.
-    public var isTruncated: Bool { body.count < bodySize }
-
     /// The properties, copied; throws `unsupportedContent` for headers nested deeper than `AMQPTable.maxDepth`.
     public func properties() throws(AMQPError) -> AMQPProperties {
         try AMQPProperties(decoding: encodedProperties)
@@ -227,18 +224,6 @@ public struct AMQPDelivery: Sendable, Hashable {
         }
         return nil
     }
-}
-
-/// How the broker settled one published message.
-public enum PublishOutcome: Sendable, Hashable {
-    /// `basic.ack`: the broker has taken responsibility for it.
-    case confirmed
-    /// `basic.nack`: the broker could not take it (a full queue with `reject-publish`, an internal error).
-    case nacked
-    /// `basic.return`: no queue was bound for its routing key.
-    case returned
-    /// No answer before the connection failed or the wait ran out: it may or may not have arrived.
-    case unconfirmed
 }
 
 /// Reads fields of encoded `basic` properties in order, big-endian as AMQP writes them.

@@ -1,4 +1,11 @@
 extension String {
+    /// The text in quotes, cut to a length that keeps an error message on one readable line, its control characters
+    /// escaped.
+    public func quoted(limit: Int = 64) -> String {
+        let cut = count > limit ? String(prefix(limit)) + "…" : self
+        return "\"" + cut.escapingControlCharacters + "\""
+    }
+
     /// The text with every control character (Unicode's `Cc`: C0, DEL and C1) and the line and paragraph separators
     /// written as a visible escape (`\n`, `\t`, `\u{1B}`), so that text from a message or a request can neither
     /// start a new log line nor hide or rewrite part of one on a terminal.

@@ -49,7 +49,7 @@ public struct EnvironmentVariables: Sendable {
         guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
             throw ConfigurationError(
                 variable: name,
-                problem: "must be an integer from \(range.lowerBound) to \(range.upperBound), got \(quoted(text))"
+                problem: "must be an integer from \(range.lowerBound) to \(range.upperBound), got \(text.quoted())"
             )
         }
         return value
@@ -63,11 +63,4 @@ public struct EnvironmentVariables: Sendable {
         }
         return value
     }
-}
-
-/// `text` in quotes, cut to a length that keeps an error message on one readable line, its control characters
-/// escaped.
-public func quoted(_ text: String, limit: Int = 64) -> String {
-    let cut = text.count > limit ? String(text.prefix(limit)) + "…" : text
-    return "\"" + cut.escapingControlCharacters + "\""
 }

@@ -6,7 +6,7 @@ extension Logger.Level {
         guard let text = environment["LOG_LEVEL"] else { return .info }
         guard let level = Logger.Level(rawValue: text.lowercased()) else {
             let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
-            throw ConfigurationError(variable: "LOG_LEVEL", problem: "must be one of \(names), got \(quoted(text))")
+            throw ConfigurationError(variable: "LOG_LEVEL", problem: "must be one of \(names), got \(text.quoted())")
         }
         return level
     }

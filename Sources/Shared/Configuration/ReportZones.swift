@@ -20,27 +20,27 @@ public struct ReportZones: Sendable, Equatable {
             for item in list.split(separator: ",") {
                 let name = item.trimmingCharacters(in: .whitespaces)
                 guard !name.isEmpty else { continue }
-                guard isKnownTimeZone(name) else {
+                guard Self.isKnown(name) else {
                     throw ConfigurationError(
-                        variable: "REPORT_TIMEZONES", problem: "names an unknown time zone \(quoted(name))")
+                        variable: "REPORT_TIMEZONES", problem: "names an unknown time zone \(name.quoted())")
                 }
                 if !folded.contains(name) { folded.append(name) }
             }
         }
         if folded.isEmpty { folded = ["UTC"] }
         let defaultZone = environment["REPORT_TIMEZONE"] ?? "UTC"
-        guard isKnownTimeZone(defaultZone) else {
+        guard Self.isKnown(defaultZone) else {
             throw ConfigurationError(
-                variable: "REPORT_TIMEZONE", problem: "names an unknown time zone \(quoted(defaultZone))")
+                variable: "REPORT_TIMEZONE", problem: "names an unknown time zone \(defaultZone.quoted())")
         }
         return ReportZones(folded: folded, defaultZone: defaultZone)
     }
-}
 
-/// Whether `name` is an IANA zone name ("Asia/Kathmandu", "UTC") of the system's tz database, which PostgreSQL
-/// reads too, rather than an abbreviation ("IST") that PostgreSQL would take for a fixed offset.
-public func isKnownTimeZone(_ name: String) -> Bool {
-    knownTimeZoneIdentifiers.contains(name)
+    /// Whether `name` is an IANA zone name ("Asia/Kathmandu", "UTC") of the system's tz database, which PostgreSQL
+    /// reads too, rather than an abbreviation ("IST") that PostgreSQL would take for a fixed offset.
+    public static func isKnown(_ name: String) -> Bool {
+        knownTimeZoneIdentifiers.contains(name)
+    }
 }
 
 /// The zone names of the tz database: the files under `/usr/share/zoneinfo` whose names start with an upper-case

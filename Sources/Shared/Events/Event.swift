@@ -53,3 +53,15 @@ public struct Event: Sendable, Hashable {
         return Array(json.utf8)
     }
 }
+
+extension Event {
+    /// Whether `text` is 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    public static func isValidSpaceID(_ text: String) -> Bool {
+        let bytes = text.utf8
+        return (1...64).contains(bytes.count)
+            && bytes.allSatisfy { byte in
+                isDigit(byte) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "z"))
+                    || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }
+    }
+}

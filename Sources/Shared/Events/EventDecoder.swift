@@ -84,13 +84,13 @@ public struct EventDecoder: Sendable {
         // The strings are read from the body's bytes: a String is built only for the space and for a reason.
         let id = try fields.string(.eventID)
         guard let eventID = scanner.withUTF8(of: id, UUID.init(utf8:)) else {
-            throw EventRejection(.invalidValue, "event_id must be a UUID, got \(quoted(scanner.text(of: id)))")
+            throw EventRejection(.invalidValue, "event_id must be a UUID, got \(scanner.text(of: id).quoted())")
         }
         let typeName = try fields.string(.type)
         guard let kind = scanner.withUTF8(of: typeName, EventKind.init(utf8:)) else {
             throw EventRejection(
                 .unknownType,
-                "type \(quoted(scanner.text(of: typeName))) is unknown (expected checkin or user_joined)")
+                "type \(scanner.text(of: typeName).quoted()) is unknown (expected checkin or user_joined)")
         }
         let userID = try fields.integer(.userID, in: 1...Self.maxUserID)
         let occurredAt = try timestamp(fields.string(.occurredAt), in: scanner, now: now)
@@ -100,9 +100,9 @@ public struct EventDecoder: Sendable {
                 throw EventRejection(.wrongType, "space_id must be a string, got \(value.kindDescription)")
             }
             let space = scanner.text(of: string)
-            guard isValidSpaceID(space) else {
+            guard Event.isValidSpaceID(space) else {
                 throw EventRejection(
-                    .invalidValue, "space_id must be 1 to 64 of A-Z a-z 0-9 . _ -, got \(quoted(space))")
+                    .invalidValue, "space_id must be 1 to 64 of A-Z a-z 0-9 . _ -, got \(space.quoted())")
             }
             spaceID = space
         }
@@ -121,10 +121,10 @@ public struct EventDecoder: Sendable {
         } catch .missingOffset {
             throw EventRejection(
                 .invalidValue,
-                "occurred_at has no offset (add Z or ±HH:MM), got \(quoted(scanner.text(of: string)))")
+                "occurred_at has no offset (add Z or ±HH:MM), got \(scanner.text(of: string).quoted())")
         } catch {
             throw EventRejection(
-                .invalidValue, "occurred_at must be an RFC 3339 timestamp, got \(quoted(scanner.text(of: string)))")
+                .invalidValue, "occurred_at must be an RFC 3339 timestamp, got \(scanner.text(of: string).quoted())")
         }
         guard instant >= rules.earliest else {
             throw EventRejection(.tooOld, "occurred_at is before 2000-01-01T00:00:00Z")
@@ -136,16 +136,6 @@ public struct EventDecoder: Sendable {
         }
         return instant
     }
-}
-
-/// Whether `text` is 1 to 64 of `A-Z a-z 0-9 . _ -`.
-public func isValidSpaceID(_ text: String) -> Bool {
-    let bytes = text.utf8
-    return (1...64).contains(bytes.count)
-        && bytes.allSatisfy { byte in
-            isDigit(byte) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "z"))
-                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
-        }
 }
 
 /// The contract's fields, by slot in `Fields`.

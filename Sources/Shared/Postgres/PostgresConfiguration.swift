@@ -66,23 +66,23 @@ public struct PostgresConfiguration: Sendable, Equatable {
                 guard Self.sslModes.contains(mode) else {
                     throw ConfigurationError(
                         variable: "DB_SSLMODE",
-                        problem: "must be one of \(Self.sslModes.joined(separator: ", ")), got \(quoted(mode))")
+                        problem: "must be one of \(Self.sslModes.joined(separator: ", ")), got \(mode.quoted())")
                 }
                 configuration.options["sslmode"] = mode
             }
             if let rootCertificate = environment["DB_SSLROOTCERT"] {
                 guard FileManager.default.isReadableFile(atPath: rootCertificate) else {
                     throw ConfigurationError(
-                        variable: "DB_SSLROOTCERT", problem: "names no readable file \(quoted(rootCertificate))")
+                        variable: "DB_SSLROOTCERT", problem: "names no readable file \(rootCertificate.quoted())")
                 }
                 configuration.options["sslrootcert"] = rootCertificate
             }
         }
         if let schema = environment["DB_SCHEMA"] {
-            guard isPlainIdentifier(schema) else {
+            guard Self.isPlainIdentifier(schema) else {
                 throw ConfigurationError(
                     variable: "DB_SCHEMA",
-                    problem: "must be a lower-case SQL identifier (a-z, 0-9, _), got \(quoted(schema))")
+                    problem: "must be a lower-case SQL identifier (a-z, 0-9, _), got \(schema.quoted())")
             }
             configuration.schema = schema
         }
@@ -152,10 +152,12 @@ extension PostgresConfiguration {
     }
 }
 
-/// Whether `name` is a lower-case SQL identifier that needs no quoting: safe to place in SQL text.
-public func isPlainIdentifier(_ name: String) -> Bool {
-    guard let first = name.utf8.first, (1...63).contains(name.utf8.count), !isDigit(first) else { return false }
-    return name.utf8.allSatisfy {
-        isDigit($0) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_")
+extension PostgresConfiguration {
+    /// Whether `name` is a lower-case SQL identifier that needs no quoting: safe to place in SQL text.
+    public static func isPlainIdentifier(_ name: String) -> Bool {
+        guard let first = name.utf8.first, (1...63).contains(name.utf8.count), !isDigit(first) else { return false }
+        return name.utf8.allSatisfy {
+            isDigit($0) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_")
+        }
     }
 }

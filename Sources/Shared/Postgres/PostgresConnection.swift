@@ -115,7 +115,7 @@ public actor PostgresConnection {
 
     /// Listens on `channel` (`LISTEN`), whose notifications `notifications(waitingUpTo:)` then returns.
     public func listen(_ channel: String) throws(PostgresError) {
-        guard isPlainIdentifier(channel) else {
+        guard PostgresConfiguration.isPlainIdentifier(channel) else {
             throw PostgresError(.unexpectedResult, "a channel name must be a lower-case SQL identifier")
         }
         try execute("LISTEN \(channel)")
