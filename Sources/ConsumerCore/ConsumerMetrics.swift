@@ -23,7 +23,6 @@ public struct ConsumerMetrics: Sendable {
     private let deadLettered: [EventRejection.Kind: Counter]
     private let brokerRejected = Counter(
         label: "coworking_consumer_events_dead_lettered_total", dimensions: [("reason", "database_refused")])
-    private let amqpReconnects = Counter(label: "coworking_consumer_reconnects_total", dimensions: [("target", "amqp")])
     private let databaseReconnects = Counter(
         label: "coworking_consumer_reconnects_total", dimensions: [("target", "postgres")])
 
@@ -47,7 +46,13 @@ public struct ConsumerMetrics: Sendable {
         (kind.flatMap { deadLettered[$0] } ?? brokerRejected).increment()
     }
 
-    func recordReconnect(toDatabase: Bool) {
-        (toDatabase ? databaseReconnects : amqpReconnects).increment()
+    func recordDatabaseReconnect() {
+        databaseReconnects.increment()
+    }
+
+    /// Counts a connection opened again after one was lost, by the node it reached.
+    func recordBrokerReconnect(to node: AMQPConfiguration.Node) {
+        Counter(label: "coworking_consumer_reconnects_total", dimensions: [("target", "amqp"), ("node", "\(node)")])
+            .increment()
     }
 }

@@ -157,7 +157,7 @@ actor DatabaseStage {
         connecting = attempt
         defer { connecting = nil }
         let opened = try await attempt.value
-        if hasConnected { metrics.recordReconnect(toDatabase: true) }
+        if hasConnected { metrics.recordDatabaseReconnect() }
         hasConnected = true
         connection = opened
         isHealthy.store(true, ordering: .relaxed)

@@ -27,7 +27,6 @@ actor DeadLetterPublisher {
         var outcomes = try await openConnection().publishConfirmed(
             messages, window: messages.count, timeout: Self.confirmTimeout)
         guard let connection, await !connection.isOpen, outcomes.contains(.unconfirmed) else { return outcomes }
-        self.connection = nil
         let retried = outcomes.indices.filter { outcomes[$0] == .unconfirmed }
         let again = try await openConnection().publishConfirmed(
             retried.map { messages[$0] }, window: retried.count, timeout: Self.confirmTimeout)
@@ -48,7 +47,7 @@ actor DeadLetterPublisher {
 
     private func openConnection() async throws -> AMQPConnection {
         if let connection, await connection.isOpen { return connection }
-        let opened = try await AMQPConnection.connect(configuration, logger: logger)
+        let opened = try await AMQPConnection.connect(configuration, after: connection?.node, logger: logger)
         try await opened.enableConfirms()
         connection = opened
         return opened

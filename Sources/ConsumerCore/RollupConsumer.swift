@@ -95,17 +95,22 @@ public final class RollupConsumer: Service {
 
     private func consumeUntilStopped() async throws {
         var attempt = 0
+        // The node of the connection lost last: the next connection tries the other nodes first.
+        var lostNode: AMQPConfiguration.Node?
         while !stopping {
             do {
-                let amqp = try await AMQPConnection.connect(settings.amqp, logger: logger)
+                let amqp = try await AMQPConnection.connect(settings.amqp, after: lostNode, logger: logger)
+                lostNode = amqp.node
                 try await amqp.declare(settings.topology)
                 try await amqp.setPrefetch(settings.prefetch)
                 let consumerTag = try await amqp.consume(
                     settings.topology.queue, bodyLimit: settings.rules.maxBodyBytes)
-                if attempt > 0 { metrics.recordReconnect(toDatabase: false) }
+                if attempt > 0 { metrics.recordBrokerReconnect(to: amqp.node) }
                 attempt = 0
                 isConsuming.store(true, ordering: .relaxed)
-                logger.info("Consuming events", metadata: [LogKey.amqpQueue: "\(settings.topology.queue)"])
+                logger.info(
+                    "Consuming events",
+                    metadata: [LogKey.amqpQueue: "\(settings.topology.queue)", LogKey.amqpNode: "\(amqp.node)"])
                 try await consume(from: amqp, consumerTag: consumerTag)
                 isConsuming.store(false, ordering: .relaxed)
                 await amqp.close()

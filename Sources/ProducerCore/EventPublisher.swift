@@ -79,7 +79,6 @@ public actor EventPublisher {
             do {
                 outcomes = try await connection.publishConfirmed(pending.map { messages[$0] }, window: window)
             } catch {
-                self.connection = nil
                 continue
             }
             var retry: [Int] = []
@@ -93,7 +92,6 @@ public actor EventPublisher {
                 case .nacked, .unconfirmed: retry.append(index)
                 }
             }
-            if await connection.isOpen == false { self.connection = nil }
             pending = retry
         }
         return counts
@@ -107,7 +105,9 @@ public actor EventPublisher {
 
     private func openConnection() async throws -> AMQPConnection {
         if let connection, await connection.isOpen { return connection }
-        let opened = try await AMQPConnection.connect(configuration, logger: logger)
+        // After a lost connection, the other nodes are tried first.
+        let opened = try await AMQPConnection.connect(configuration, after: connection?.node, logger: logger)
+        logger.info("Connected to the broker", metadata: [LogKey.amqpNode: "\(opened.node)"])
         try await opened.enableConfirms()
         connection = opened
         return opened

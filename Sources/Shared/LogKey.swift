@@ -3,7 +3,7 @@ import Logging
 /// The metadata keys of every log message, in one place so that they stay consistent and searchable.
 public enum LogKey {
     public static let error = "error"
-    public static let amqpHost = "amqp.host"
+    public static let amqpNode = "amqp.node"
     public static let amqpVirtualHost = "amqp.vhost"
     public static let amqpDeliveryTag = "amqp.delivery_tag"
     public static let unconfirmed = "amqp.unconfirmed"

@@ -192,7 +192,7 @@ struct AMQPConnectionTests {
             try await connection.consume(topology.queue)
             let port = try #require(await connection.localPort)
             try await RabbitManagement.closeConnection(
-                named: "127.0.0.1:\(port) -> 127.0.0.1:\(try TestServers.amqp().port)", reason: "closed by test")
+                named: "127.0.0.1:\(port) -> 127.0.0.1:\(connection.node.port)", reason: "closed by test")
 
             let started = ContinuousClock.now
             do {
@@ -242,7 +242,40 @@ struct AMQPConnectionTests {
 
     @Test func aPortWithoutABrokerFailsFastAndIsRetriable() async throws {
         var configuration = try TestServers.amqp()
-        configuration.port = 1
+        configuration.nodes = [.init(host: "127.0.0.1", port: 1)]
+        await #expect {
+            _ = try await AMQPConnection.connect(configuration, logger: TestServers.logger)
+        } throws: { error in
+            (error as? AMQPError).map { $0.code == .connectionFailed && $0.isRetriable } ?? false
+        }
+    }
+
+    @Test func aConnectionGoesToTheFirstNodeThatAnswersStartingAfterTheNodeLost() async throws {
+        var configuration = try TestServers.amqp()
+        let broker = try #require(configuration.nodes.first)
+        let dead = [AMQPConfiguration.Node(host: "127.0.0.1", port: 1), .init(host: "127.0.0.1", port: 2)]
+        configuration.nodes = [dead[0], broker, dead[1]]
+        for _ in 0..<6 {
+            let connection = try await AMQPConnection.connect(configuration, logger: TestServers.logger)
+            #expect(connection.node == broker, "whichever node it starts from")
+            await connection.close()
+        }
+        // After a lost connection the next node is tried first: after the broker's, the silent one (which holds the
+        // attempt for the timeout), and after the silent one's, the broker's.
+        let (listener, port) = try Self.silentListener()
+        defer { close(listener) }
+        let silent = AMQPConfiguration.Node(host: "127.0.0.1", port: port)
+        configuration.nodes = [broker, silent]
+        configuration.timeoutSeconds = 1
+        let afterSilent = try await AMQPConnection.connect(configuration, after: silent, logger: TestServers.logger)
+        #expect(afterSilent.node == broker)
+        #expect(!Self.wasTried(listener))
+        await afterSilent.close()
+        let afterBroker = try await AMQPConnection.connect(configuration, after: broker, logger: TestServers.logger)
+        #expect(afterBroker.node == broker)
+        #expect(Self.wasTried(listener))
+        await afterBroker.close()
+        configuration.nodes = dead
         await #expect {
             _ = try await AMQPConnection.connect(configuration, logger: TestServers.logger)
         } throws: { error in
@@ -251,26 +284,40 @@ struct AMQPConnectionTests {
     }
 
     @Test func aPeerThatNeverSpeaksAMQPTimesOutInsteadOfHanging() async throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listener, port) = try Self.silentListener()
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length)
-                return getsockname(listener, $0, &length)
-            }
-        }
-        listen(listener, 1)
         var configuration = try TestServers.amqp()
-        configuration.port = Int(UInt16(bigEndian: address.sin_port))
+        configuration.nodes = [.init(host: "127.0.0.1", port: port)]
         configuration.timeoutSeconds = 1
         let started = ContinuousClock.now
         await #expect(throws: AMQPError.self) {
             _ = try await AMQPConnection.connect(configuration, logger: TestServers.logger)
         }
         #expect(ContinuousClock.now - started < .seconds(5))
+    }
+
+    /// A TCP listener on loopback that accepts (in the kernel's backlog) and never answers, and its port.
+    private static func silentListener() throws -> (Int32, Int) {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let status = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 ? getsockname(listener, $0, &length) : -1
+            }
+        }
+        try #require(status == 0 && listen(listener, 8) == 0)
+        _ = fcntl(listener, F_SETFL, O_NONBLOCK)
+        return (listener, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    /// Whether a connection is waiting on `listener`: a client tried it.
+    private static func wasTried(_ listener: Int32) -> Bool {
+        let client = accept(listener, nil, nil)
+        guard client >= 0 else { return false }
+        close(client)
+        return true
     }
 }

@@ -18,7 +18,8 @@ struct HostileMessageTests {
         let state = try #require(amqp_new_connection())
         defer { amqp_destroy_connection(state) }
         let socket = amqp_tcp_socket_new(state)
-        try #require(amqp_socket_open(socket, url.host, Int32(url.port)) == 0)
+        let node = try #require(url.nodes.first)
+        try #require(amqp_socket_open(socket, node.host, Int32(node.port)) == 0)
         let login = coworking_amqp_login_plain(state, url.virtualHost, 0, 131_072, 0, url.user, url.password)
         try #require(login.reply_type == AMQP_RESPONSE_NORMAL)
         amqp_channel_open(state, 1)

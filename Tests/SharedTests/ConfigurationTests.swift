@@ -90,8 +90,7 @@ struct ConfigurationTests {
     @Test func amqpURLDefaultsAndDecodesTheVirtualHost() throws {
         #expect(try AMQPConfiguration.fromEnvironment(EnvironmentVariables([:])) == AMQPConfiguration())
         let configuration = try AMQPConfiguration(url: "amqp://svc:p%40ss@mq.internal:5673/%2Fprod?heartbeat=10")
-        #expect(configuration.host == "mq.internal")
-        #expect(configuration.port == 5673)
+        #expect(configuration.nodes == [.init(host: "mq.internal", port: 5673)])
         #expect(configuration.user == "svc")
         #expect(configuration.password == "p@ss")
         #expect(configuration.virtualHost == "/prod")
@@ -99,6 +98,21 @@ struct ConfigurationTests {
         #expect(try AMQPConfiguration(url: "amqp://h").virtualHost == "/")
         #expect(try AMQPConfiguration(url: "amqp://h/%2F").virtualHost == "/")
         #expect(try AMQPConfiguration(url: "amqp://h/analytics").virtualHost == "analytics")
+    }
+
+    @Test func aClusterIsAListOfURLsThatDifferOnlyInHostAndPort() throws {
+        let cluster = try AMQPConfiguration.fromEnvironment(
+            EnvironmentVariables([
+                "AMQP_URL": "amqp://svc:pw@mq-0:5672/%2F?heartbeat=10, amqp://svc:pw@mq-1/%2F?heartbeat=10,"
+                    + "amqp://svc:pw@mq-2:5673/%2F?heartbeat=10"
+            ]))
+        #expect(
+            cluster.nodes == [
+                .init(host: "mq-0", port: 5672), .init(host: "mq-1", port: 5672), .init(host: "mq-2", port: 5673),
+            ])
+        #expect(cluster.user == "svc")
+        #expect(cluster.heartbeatSeconds == 10)
+        #expect(cluster.nodes.map(\.description) == ["mq-0:5672", "mq-1:5672", "mq-2:5673"])
     }
 
     @Test(
@@ -114,6 +128,15 @@ struct ConfigurationTests {
                 "amqp://u:hunter2@h/?frame_max=1",
                 "configuration error: AMQP_URL has an unknown query parameter frame_max (known: heartbeat, connection_timeout)"
             ),
+            (
+                "amqp://u:hunter2@h1/,amqp://other:hunter2@h2/",
+                "configuration error: AMQP_URL lists URLs that differ in more than host and port (a cluster shares users and vhosts)"
+            ),
+            (
+                "amqp://u:hunter2@h1/,amqps://u:hunter2@h2/",
+                "configuration error: AMQP_URL lists URLs that differ in more than host and port (a cluster shares users and vhosts)"
+            ),
+            (" , ", "configuration error: AMQP_URL must be a URL such as amqp://user:pass@host:5672/vhost"),
         ])
     func badAMQPURL(_ url: String, _ line: String) {
         do {
@@ -127,14 +150,14 @@ struct ConfigurationTests {
     @Test func anAMQPSURLSpeaksTLSVerifiedAgainstTheSystemBundleUnlessAnotherIsNamed() throws {
         let system = try AMQPConfiguration.fromEnvironment(
             EnvironmentVariables(["AMQP_URL": "amqps://u:p@broker.example/"]))
-        #expect(system.port == 5671)
+        #expect(system.nodes == [.init(host: "broker.example", port: 5671)])
         #expect(system.tls == AMQPConfiguration.TLS(caCertificatePath: "/etc/ssl/certs/ca-certificates.crt"))
         let named = try AMQPConfiguration.fromEnvironment(
             EnvironmentVariables([
                 "AMQP_URL": "amqps://u:p@broker.example:5999/", "AMQP_CACERT": "/etc/hostname",
                 "AMQP_CERT": "/etc/hostname", "AMQP_KEY": "/etc/hostname",
             ]))
-        #expect(named.port == 5999)
+        #expect(named.nodes == [.init(host: "broker.example", port: 5999)])
         #expect(
             named.tls
                 == AMQPConfiguration.TLS(

@@ -1,9 +1,9 @@
 import Foundation
 
-/// Where and how to reach RabbitMQ.
+/// Where and how to reach RabbitMQ: one node, or the nodes of a cluster, which share users and virtual hosts.
 public struct AMQPConfiguration: Sendable, Equatable {
-    public var host: String
-    public var port: Int
+    /// The broker's nodes, in the order given; a connection tries them in turn (`AMQPConnection.connect`).
+    public var nodes: [Node]
     public var user: String
     public var password: String
     /// The virtual host, percent-decoded (`%2F` in the URL is `/`).
@@ -37,12 +37,24 @@ public struct AMQPConfiguration: Sendable, Equatable {
         }
     }
 
+    /// One node's address.
+    public struct Node: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        public var description: String { "\(host):\(port)" }
+    }
+
     public init(
-        host: String = "127.0.0.1", port: Int = 5672, user: String = "guest", password: String = "guest",
+        nodes: [Node] = [Node(host: "127.0.0.1", port: 5672)], user: String = "guest", password: String = "guest",
         virtualHost: String = "/", heartbeatSeconds: Int = 30, timeoutSeconds: Int = 10
     ) {
-        self.host = host
-        self.port = port
+        self.nodes = nodes
         self.user = user
         self.password = password
         self.virtualHost = virtualHost
@@ -51,12 +63,31 @@ public struct AMQPConfiguration: Sendable, Equatable {
     }
 
     /// `AMQP_URL`: `amqp://user:pass@host:5672/vhost`, default `amqp://guest:guest@127.0.0.1:5672/%2F`; or
-    /// `amqps://user:pass@host:5671/vhost` for TLS, with `AMQP_CACERT`, `AMQP_CERT` and `AMQP_KEY`.
+    /// `amqps://user:pass@host:5671/vhost` for TLS, with `AMQP_CACERT`, `AMQP_CERT` and `AMQP_KEY`. The nodes of a
+    /// cluster are URLs separated by commas, alike but for their host and port.
     public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError)
         -> AMQPConfiguration
     {
-        guard let url = environment["AMQP_URL"] else { return AMQPConfiguration() }
-        var configuration = try AMQPConfiguration(url: url, variable: "AMQP_URL")
+        guard let list = environment["AMQP_URL"] else { return AMQPConfiguration() }
+        var configuration: AMQPConfiguration?
+        for url in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !url.isEmpty {
+            let parsed = try AMQPConfiguration(url: url, variable: "AMQP_URL")
+            guard var combined = configuration else {
+                configuration = parsed
+                continue
+            }
+            combined.nodes += parsed.nodes
+            guard combined == parsed.with(nodes: combined.nodes) else {
+                throw ConfigurationError(
+                    variable: "AMQP_URL",
+                    problem: "lists URLs that differ in more than host and port (a cluster shares users and vhosts)")
+            }
+            configuration = combined
+        }
+        guard var configuration else {
+            throw ConfigurationError(
+                variable: "AMQP_URL", problem: "must be a URL such as amqp://user:pass@host:5672/vhost")
+        }
         guard var tls = configuration.tls else { return configuration }
         func readable(_ variable: String) throws(ConfigurationError) -> String? {
             guard let path = environment[variable] else { return nil }
@@ -77,6 +108,12 @@ public struct AMQPConfiguration: Sendable, Equatable {
         return configuration
     }
 
+    private func with(nodes: [Node]) -> AMQPConfiguration {
+        var copy = self
+        copy.nodes = nodes
+        return copy
+    }
+
     /// Parses an AMQP URI as RabbitMQ documents it. Errors name `variable` and never echo the URL, which holds
     /// a password.
     public init(url: String, variable: String = "AMQP_URL") throws(ConfigurationError) {
@@ -91,15 +128,14 @@ public struct AMQPConfiguration: Sendable, Equatable {
             throw invalid("must start with amqp:// or amqps://")
         }
         self.init()
-        if scheme == "amqps" {
-            tls = TLS()
-            port = 5671
-        }
-        if let host = components.host, !host.isEmpty { self.host = host }
+        if scheme == "amqps" { tls = TLS() }
+        var node = Node(host: "127.0.0.1", port: scheme == "amqps" ? 5671 : 5672)
+        if let host = components.host, !host.isEmpty { node.host = host }
         if let port = components.port {
             guard (1...65_535).contains(port) else { throw invalid("has a port out of range") }
-            self.port = port
+            node.port = port
         }
+        nodes = [node]
         if let user = components.user { self.user = user }
         if let password = components.password { self.password = password }
         let path = components.percentEncodedPath

@@ -19,6 +19,8 @@ public actor AMQPConnection {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     public nonisolated let configuration: AMQPConfiguration
+    /// The node this connection is to.
+    public nonisolated let node: AMQPConfiguration.Node
     let logger: Logger
     private var state: amqp_connection_state_t?
     /// Why the connection is unusable, once it is.
@@ -38,17 +40,38 @@ public actor AMQPConnection {
     /// The bytes of a delivery's body kept in memory; the rest is read and discarded (`consume(_:bodyLimit:)`).
     private var bodyLimit = Int.max
 
-    private init(configuration: AMQPConfiguration, logger: Logger) {
+    private init(configuration: AMQPConfiguration, node: AMQPConfiguration.Node, logger: Logger) {
         self.executor = ThreadExecutor(name: "amqp")
         self.configuration = configuration
+        self.node = node
         self.logger = logger
     }
 
-    /// Opens a connection and its channel, within `configuration.timeoutSeconds` for each step.
-    public static func connect(_ configuration: AMQPConfiguration, logger: Logger) async throws -> AMQPConnection {
-        let connection = AMQPConnection(configuration: configuration, logger: logger)
-        try await connection.open()
-        return connection
+    /// Opens a connection and its channel to the first of the nodes that answers, within
+    /// `configuration.timeoutSeconds` for each step. The nodes are tried in turn from the one after `previous`
+    /// (the node of a connection that was lost), or from a random one, so that replicas spread over a cluster. A
+    /// refusal that every node would give (credentials, a certificate) ends the attempt at once; otherwise the last
+    /// node's error is thrown.
+    public static func connect(
+        _ configuration: AMQPConfiguration, after previous: AMQPConfiguration.Node? = nil, logger: Logger
+    ) async throws -> AMQPConnection {
+        let nodes = configuration.nodes
+        let first = previous.flatMap { nodes.firstIndex(of: $0).map { $0 + 1 } } ?? Int.random(in: 0..<nodes.count)
+        var lastError: AMQPError?
+        for offset in 0..<nodes.count {
+            let node = nodes[(first + offset) % nodes.count]
+            let connection = AMQPConnection(configuration: configuration, node: node, logger: logger)
+            do {
+                try await connection.open()
+                return connection
+            } catch let error where !error.isRetriable {
+                throw error
+            } catch {
+                logger.debug("A broker node did not answer", metadata: [LogKey.error: "\(error.debugDescription)"])
+                lastError = error
+            }
+        }
+        throw lastError ?? AMQPError(.connectionFailed, "no broker node is configured", isRetriable: false)
     }
 
     // Isolated, so that even the last use of the handle happens on its own thread.
@@ -85,9 +108,9 @@ public actor AMQPConnection {
             throw fail(AMQPError(.connectionFailed, "could not create a socket", isRetriable: true))
         }
         var timeout = timeval(tv_sec: configuration.timeoutSeconds, tv_usec: 0)
-        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+        let status = amqp_socket_open_noblock(socket, node.host, Int32(node.port), &timeout)
         guard status == AMQP_STATUS_OK.rawValue else {
-            let detail = "\(configuration.host):\(configuration.port): \(statusText(status))"
+            let detail = "\(node): \(statusText(status))"
             switch status {
             case AMQP_STATUS_SSL_PEER_VERIFY_FAILED.rawValue, AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue:
                 // Trying again cannot help: the certificate or the setting must change.
@@ -95,7 +118,7 @@ public actor AMQPConnection {
                     AMQPError(
                         .connectionFailed,
                         "the broker's certificate was not verified with AMQP_CACERT "
-                            + "(\(configuration.tls?.caCertificatePath ?? "")) for host \(configuration.host)",
+                            + "(\(configuration.tls?.caCertificatePath ?? "")) for host \(node.host)",
                         detail: detail, isRetriable: false))
             default:
                 throw fail(
@@ -113,7 +136,7 @@ public actor AMQPConnection {
         logger.debug(
             "Connected to RabbitMQ",
             metadata: [
-                LogKey.amqpHost: "\(configuration.host):\(configuration.port)",
+                LogKey.amqpNode: "\(node)",
                 LogKey.amqpVirtualHost: "\(configuration.virtualHost)",
             ])
     }
