@@ -95,12 +95,12 @@ public final class RollupConsumer: Service {
 
     private func consumeUntilStopped() async throws {
         var attempt = 0
-        // The node of the connection lost last: the next connection tries the other nodes first.
-        var lostNode: AMQPConfiguration.Node?
+        // The node of the last connection: once it is lost, the next connection tries the other nodes first.
+        var lastNode: AMQPConfiguration.Node?
         while !stopping {
             do {
-                let amqp = try await AMQPConnection.connect(settings.amqp, after: lostNode, logger: logger)
-                lostNode = amqp.node
+                let amqp = try await AMQPConnection.connect(settings.amqp, after: lastNode, logger: logger)
+                lastNode = amqp.node
                 try await amqp.declare(settings.topology)
                 try await amqp.setPrefetch(settings.prefetch)
                 let consumerTag = try await amqp.consume(

@@ -56,6 +56,9 @@ public actor AMQPConnection {
         _ configuration: AMQPConfiguration, after previous: AMQPConfiguration.Node? = nil, logger: Logger
     ) async throws -> AMQPConnection {
         let nodes = configuration.nodes
+        guard !nodes.isEmpty else {
+            throw AMQPError(.connectionFailed, "no broker node is configured", isRetriable: false)
+        }
         let first = previous.flatMap { nodes.firstIndex(of: $0).map { $0 + 1 } } ?? Int.random(in: 0..<nodes.count)
         var lastError: AMQPError?
         for offset in 0..<nodes.count {
@@ -71,7 +74,7 @@ public actor AMQPConnection {
                 lastError = error
             }
         }
-        throw lastError ?? AMQPError(.connectionFailed, "no broker node is configured", isRetriable: false)
+        throw lastError ?? AMQPError(.connectionFailed, "no broker node answered", isRetriable: true)
     }
 
     // Isolated, so that even the last use of the handle happens on its own thread.
