@@ -174,7 +174,7 @@ struct Load: AsyncParsableCommand {
         abstract: "Publishes synthetic check-ins at a steady rate, for benchmarks and demos.")
 
     @Option(help: "Check-ins per second.") var rate: Double
-    @Option(help: "Seconds to run.") var duration: Double
+    @Option(help: "Seconds over which the check-ins fall due.") var duration: Double
     @Option(help: "Distinct users.") var users: Int32 = 1_000
     @Option(help: "Spread the check-ins over this many past days (0: now).") var days = 0
 
