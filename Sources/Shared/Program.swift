@@ -39,10 +39,15 @@ public enum Program {
     }
 
     /// Ends the process with `status` once its work is done, without the C libraries' exit-time destructors.
-    /// A connection's thread can still be ending as `main` returns (its actor's deinit closes the connection on
-    /// it, then lets it end), and the destructors `exit` runs (of the libraries libpq loads, such as OpenSSL and
-    /// nettle) freed memory under that thread: about one `consumer run` in 70 stopped by SIGTERM aborted on a
-    /// corrupted heap instead of exiting 0 (none in 250 since).
+    ///
+    /// The race this avoids: a connection's thread (`ThreadExecutor`) ends only after its actor's isolated deinit
+    /// has closed the handle on it, and `exit` runs the destructors of the libraries libpq loads (OpenSSL, nettle),
+    /// which freed memory under a thread still closing its connection: one `consumer run` in about 70 stopped by
+    /// SIGTERM aborted on a corrupted heap instead of exiting 0. Joining the threads first cannot be done: a thread
+    /// cannot join itself in its deinit, and some connections are never deinitialized before `main` returns (the
+    /// report API's pool, which the service group holds to the end; a connection a cancelled task still holds), so
+    /// there is no moment when every thread has ended. `_exit` skips only those destructors and `atexit` handlers;
+    /// standard output and error are flushed first, and the kernel closes the sockets.
     public static func finish(status: Int32 = 0) -> Never {
         fflush(nil)
         _exit(status)
