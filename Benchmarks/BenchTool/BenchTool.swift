@@ -88,8 +88,7 @@ struct Fold: AsyncParsableCommand {
             if inFlight.count > stages.count { try await inFlight.removeFirst().value }
         }
         for fold in inFlight { try await fold.value }
-        let elapsed = ContinuousClock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = (ContinuousClock.now - started).seconds
         print("\(events.count) \(seconds) \(connections) \(batchSize)")
     }
 }
@@ -123,11 +122,7 @@ struct Probe: AsyncParsableCommand {
                 if body.count > 2 { break }
                 guard ContinuousClock.now - confirmed < .seconds(30) else { throw ExitCode.failure }
             }
-            let elapsed = ContinuousClock.now - confirmed
-            print(
-                String(
-                    format: "%.1f",
-                    Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1e3))
+            print(String(format: "%.1f", (ContinuousClock.now - confirmed).seconds * 1e3))
             try await Task.sleep(for: .milliseconds(pause))
         }
         await publisher.close()
