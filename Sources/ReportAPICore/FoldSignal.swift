@@ -8,6 +8,10 @@ import Synchronization
 /// `coworking_folds`, where PostgreSQL signals every fold at its commit (schema version 4), and each signal for this
 /// API's schema moves `generation` on: a cached answer computed at an earlier generation is not served again.
 ///
+/// The signal is heard from the primary (LISTEN is refused on a standby), and with each signal the primary's version of
+/// the rollups is read there: an API that reads its reports from a standby keeps an answer only once the standby has
+/// replayed that version (`primaryVersion`).
+///
 /// While the connection is down, `generation` is nil, the caches fall back to their lifetime (`REPORT_CACHE_MS`), and
 /// `coworking_api_fold_signal_up` is 0; the connection is opened again with capped backoff, and the generation moves
 /// on then too, since signals may have been missed meanwhile.
@@ -17,6 +21,7 @@ public final class FoldSignal: Service, Sendable {
 
     private struct State {
         var generation: UInt64 = 0
+        var primaryVersion: Int64 = 0
         var isListening = false
         var waiters: [CheckedContinuation<UInt64, Never>] = []
     }
@@ -28,7 +33,7 @@ public final class FoldSignal: Service, Sendable {
     private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
 
     public init(configuration: PostgresConfiguration, registry: PrometheusCollectorRegistry, logger: Logger) {
-        self.configuration = configuration
+        self.configuration = configuration.primary
         self.logger = logger
         self.up = registry.makeGauge(
             descriptor: MetricNameDescriptor(
@@ -39,6 +44,11 @@ public final class FoldSignal: Service, Sendable {
     /// The number of changes seen since the API started, or nil while the signal is not heard.
     public var generation: UInt64? {
         state.withLock { $0.isListening ? $0.generation : nil }
+    }
+
+    /// The rollups' version on the primary when the signal was last heard, or nil while it is not heard.
+    public var primaryVersion: Int64? {
+        state.withLock { $0.isListening ? $0.primaryVersion : nil }
     }
 
     /// Waits until the signal is heard at a generation other than `seen` (nil: any), and returns it: tests wait
@@ -69,7 +79,7 @@ public final class FoldSignal: Service, Sendable {
             } catch is CancellationError {
                 break
             } catch {
-                setListening(false)
+                stopListening()
                 attempt += 1
                 let delay = backoff.delay(attempt: attempt)
                 logger.warning(
@@ -78,32 +88,38 @@ public final class FoldSignal: Service, Sendable {
                 try? await Task.sleep(for: delay)
             }
         }
-        setListening(false)
+        stopListening()
     }
 
     /// Listens until the connection fails (thrown) or the task is cancelled.
     private func listen(connected: () -> Void) async throws {
         let connection = try await PostgresConnection.connect(configuration, logger: logger)
         try await connection.listen(Self.channel)
+        // Read after LISTEN, so that no fold commits unseen between the two.
+        let version = try await Freshness.read(on: connection).version
         connected()
-        setListening(true)
+        up.set(1.0)
+        // Heard again: whatever was signalled meanwhile is unknown, so the cached answers are too.
+        advance(primaryVersion: version)
         while !Task.isCancelled {
             let received = try await connection.notifications(waitingUpTo: .seconds(1))
-            if received.contains(where: { $0.payload == configuration.schema }) { advance() }
+            if received.contains(where: { $0.payload == configuration.schema }) {
+                advance(primaryVersion: try await Freshness.read(on: connection).version)
+            }
         }
         throw CancellationError()
     }
 
-    private func setListening(_ listening: Bool) {
-        up.set(listening ? 1.0 : 0.0)
-        // Heard again: whatever was signalled meanwhile is unknown, so the cached answers are too.
-        if listening { advance(listening: true) } else { state.withLock { $0.isListening = false } }
+    private func stopListening() {
+        up.set(0.0)
+        state.withLock { $0.isListening = false }
     }
 
-    private func advance(listening: Bool = true) {
+    private func advance(primaryVersion: Int64) {
         let (generation, waiters) = state.withLock { state in
             state.generation += 1
-            state.isListening = listening
+            state.primaryVersion = primaryVersion
+            state.isListening = true
             defer { state.waiters.removeAll() }
             return (state.generation, state.waiters)
         }

@@ -16,6 +16,14 @@ public struct Freshness: Sendable, Equatable {
         self.lastFolded = lastFolded
     }
 
+    /// The rollups' version and the newest fold, as `connection`'s server holds them (a standby: as far as it has
+    /// replayed).
+    static func read(on connection: PostgresConnection) async throws -> Freshness {
+        let row = try await connection.query(
+            "SELECT coalesce(sum(folds), 0)::bigint, max(last_folded_at) FROM fold_totals")[0]
+        return Freshness(version: Int64(try row.int(0)), lastFolded: try row.optionalTimestamp(1))
+    }
+
     /// A strong validator: the same version of the rollups gives the same bytes for the same path and query.
     public var entityTag: String { "\"\(version)\"" }
 

@@ -79,9 +79,11 @@ public enum ReportAPIApp {
         store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, foldSignal: FoldSignal? = nil,
         tokens: APITokens? = nil, servesMetrics: Bool = true, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> Router<BasicRequestContext> {
-        // Answers are kept as the bytes sent, so that a cached answer is not copied for each request.
+        // Answers are kept as the bytes sent, so that a cached answer is not copied for each request. One read from a
+        // standby behind the primary's last signalled fold is not kept.
         let cache = ResponseCache<(body: ByteBuffer, freshness: Freshness)>(
-            lifetime: cacheLifetime, generation: { foldSignal?.generation })
+            lifetime: cacheLifetime, generation: { foldSignal?.generation },
+            isCurrent: { $0.freshness.version >= foldSignal?.primaryVersion ?? 0 })
         // HEAD is answered by the GET route, without the body, as Flask (the legacy service) does.
         let router = Router(options: .autoGenerateHeadEndpoints)
         // Outermost, so that metrics count the answers the error middleware makes of errors.

@@ -63,7 +63,8 @@ public struct ReportAPISettings: Sendable {
         -> ReportAPISettings
     {
         ReportAPISettings(
-            database: try PostgresConfiguration.fromEnvironment(environment, applicationName: "report-api"),
+            database: try PostgresConfiguration.fromEnvironment(
+                environment, applicationName: "report-api", sessionAttributes: "prefer-standby"),
             zones: try ReportZones.fromEnvironment(environment),
             port: try environment.integer("APP_PORT", default: 5153, in: 1...65_535),
             bindAddress: environment["BIND_ADDRESS"] ?? "0.0.0.0",

@@ -193,10 +193,7 @@ public struct ReportStore: Sendable {
 
     /// The rollups' version and the commit time of the newest fold.
     public func freshness() async throws -> Freshness {
-        let row = try await pool.withConnection {
-            try await $0.query("SELECT coalesce(sum(folds), 0)::bigint, max(last_folded_at) FROM fold_totals")
-        }[0]
-        return Freshness(version: Int64(try row.int(0)), lastFolded: try row.optionalTimestamp(1))
+        try await pool.withConnection { try await Freshness.read(on: $0) }
     }
 
     /// Whether the database answers `SELECT 1` within `deadline`. A probe that has not answered by then is left to

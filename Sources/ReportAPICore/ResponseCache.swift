@@ -8,6 +8,9 @@ import Synchronization
 /// it (`generation` is nil), answers are kept for `lifetime`: at most that staler than the rollups when nobody waits,
 /// and never more than twice that, since an expired answer is still given while one asker computes the next, so
 /// that a busy query never has everyone wait for the database.
+///
+/// An answer read from a standby that has not yet replayed the folds signalled is not `isCurrent`: it is given to those
+/// who waited for it, and not kept for the generation, so that the next asker computes it again.
 final class ResponseCache<Answer: Sendable>: Sendable {
     private struct Entry {
         /// The last answer computed, when its computation started, and the generation it started at.
@@ -26,6 +29,7 @@ final class ResponseCache<Answer: Sendable>: Sendable {
     private let lifetime: Duration
     private let now: @Sendable () -> ContinuousClock.Instant
     private let generation: @Sendable () -> UInt64?
+    private let isCurrent: @Sendable (Answer) -> Bool
     /// Past this many entries the cache starts afresh, which bounds its memory.
     private let capacity = 1_024
 
@@ -33,11 +37,13 @@ final class ResponseCache<Answer: Sendable>: Sendable {
     /// zero turns caching off. `now` is the clock that ages the answers (tests move their own by hand).
     init(
         lifetime: Duration, now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
-        generation: @escaping @Sendable () -> UInt64? = { nil }
+        generation: @escaping @Sendable () -> UInt64? = { nil },
+        isCurrent: @escaping @Sendable (Answer) -> Bool = { _ in true }
     ) {
         self.lifetime = lifetime
         self.now = now
         self.generation = generation
+        self.isCurrent = isCurrent
     }
 
     /// The cached answer for `key`, or the one `compute` gives, which is then cached. A failed computation is
@@ -83,6 +89,7 @@ final class ResponseCache<Answer: Sendable>: Sendable {
         let computation = Task {
             do {
                 let answer = try await compute()
+                let generation = self.isCurrent(answer) ? generation : nil
                 self.entries.withLock { cache in
                     var entry = cache.entries[key] ?? Entry()
                     if entry.computing?.id == id { entry.computing = nil }

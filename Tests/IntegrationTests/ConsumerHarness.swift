@@ -11,8 +11,22 @@ struct ConsumerHarness {
     let schema: String
     let topology: Topology
     let zones: [String]
+    /// The broker: `AMQP_URL`'s, or the nodes of a cluster.
+    let amqpURL: String
 
-    static func make(zones: [String] = ["UTC", "Asia/Kolkata", "America/New_York"]) async throws -> ConsumerHarness {
+    /// The broker's settings, with a short timeout.
+    var amqp: AMQPConfiguration {
+        get throws {
+            var configuration = try AMQPConfiguration.fromEnvironment(EnvironmentVariables(["AMQP_URL": amqpURL]))
+            configuration.timeoutSeconds = 5
+            return configuration
+        }
+    }
+
+    static func make(
+        zones: [String] = ["UTC", "Asia/Kolkata", "America/New_York"], amqpURL: String? = nil
+    ) async throws -> ConsumerHarness {
+        let amqpURL = try amqpURL ?? TestServers.variable("AMQP_URL")
         let schema = TestServers.uniqueName("consumer")
         let topology = Topology(
             exchange: schema + ".events", queue: schema + ".rollups", deadLetterExchange: schema + ".dead",
@@ -20,10 +34,11 @@ struct ConsumerHarness {
         _ = try await Migrator(schema: schema, zones: zones).run(
             on: PostgresConnection.connect(TestServers.database(schema: schema), logger: TestServers.logger),
             logger: TestServers.logger)
-        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        let harness = ConsumerHarness(schema: schema, topology: topology, zones: zones, amqpURL: amqpURL)
+        let amqp = try await AMQPConnection.connect(harness.amqp, logger: TestServers.logger)
         try await amqp.declare(topology)
         await amqp.close()
-        return ConsumerHarness(schema: schema, topology: topology, zones: zones)
+        return harness
     }
 
     func settings(
@@ -31,7 +46,7 @@ struct ConsumerHarness {
         changing change: (inout ConsumerSettings) -> Void = { _ in }
     ) throws -> ConsumerSettings {
         var settings = ConsumerSettings(
-            database: try TestServers.database(schema: schema), amqp: try TestServers.amqp(), topology: topology,
+            database: try TestServers.database(schema: schema), amqp: try amqp, topology: topology,
             zones: ReportZones(folded: zones, defaultZone: "UTC"), batchSize: batchSize,
             batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
             shutdownDeadline: .seconds(10))
@@ -43,6 +58,7 @@ struct ConsumerHarness {
     func environment(batchSize: Int = 200) throws -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         environment["DB_SCHEMA"] = schema
+        environment["AMQP_URL"] = amqpURL
         environment["EXCHANGE"] = topology.exchange
         environment["QUEUE"] = topology.queue
         environment["DEAD_LETTER_EXCHANGE"] = topology.deadLetterExchange
@@ -83,7 +99,7 @@ struct ConsumerHarness {
 
     /// Publishes bodies as events of CONTRACT §1 and requires every one confirmed.
     func publish(_ bodies: [[UInt8]], headers: AMQPTable? = nil) async throws {
-        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        let amqp = try await AMQPConnection.connect(amqp, logger: TestServers.logger)
         try await amqp.enableConfirms()
         var properties = AMQPProperties.event()
         properties.headers = headers
@@ -125,14 +141,14 @@ struct ConsumerHarness {
 
     /// The messages waiting in a queue (neither delivered nor acknowledged).
     func readyMessages(in queue: String) async throws -> Int {
-        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        let amqp = try await AMQPConnection.connect(amqp, logger: TestServers.logger)
         defer { Task { await amqp.close() } }
         return try await amqp.queueStatus(queue).messageCount
     }
 
     /// Reads every message of the dead-letter queue.
     func deadLetters() async throws -> [AMQPDelivery] {
-        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        let amqp = try await AMQPConnection.connect(amqp, logger: TestServers.logger)
         try await amqp.consume(topology.deadLetterQueue)
         var deliveries: [AMQPDelivery] = []
         while let delivery = try await amqp.nextDelivery(timeout: .seconds(1)) {
@@ -174,7 +190,7 @@ struct ConsumerHarness {
     func cleanup() async throws {
         try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger).execute(
             "DROP SCHEMA \(schema) CASCADE")
-        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        let amqp = try await AMQPConnection.connect(amqp, logger: TestServers.logger)
         try await amqp.deleteQueue(topology.queue)
         try await amqp.deleteQueue(topology.deadLetterQueue)
         try await amqp.deleteExchange(topology.exchange)

@@ -22,7 +22,7 @@ struct FaultTests {
 
     /// Starts `consumer run` in the harness's environment, with `changes` made to it.
     static func startConsumer(
-        _ harness: ConsumerHarness, changing changes: [String: String] = [:], standardError: Pipe? = nil
+        _ harness: ConsumerHarness, changing changes: [String: String] = [:], standardError: Any? = nil
     ) throws -> Process {
         let process = Process()
         process.executableURL = consumerBinary

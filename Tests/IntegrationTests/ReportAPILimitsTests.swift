@@ -168,7 +168,7 @@ struct ReportAPILimitsTests {
         // A listener that accepts and never answers stands for a database that hangs mid-handshake.
         let listener = try TCPListener()
         var configuration = try TestServers.readerDatabase(schema: "public")
-        configuration.port = listener.port
+        configuration.servers = [.init(host: "127.0.0.1", port: listener.port)]
         let pool = PostgresPool(configuration: configuration, maxConnections: 1, logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
             store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),

@@ -189,7 +189,7 @@ struct ReportAPITests {
     /// A router whose database cannot be reached: nothing listens on port 1.
     static func routerWithoutDatabase() throws -> Router<BasicRequestContext> {
         var configuration = try TestServers.readerDatabase(schema: "public")
-        configuration.port = 1
+        configuration.servers = [.init(host: "127.0.0.1", port: 1)]
         let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)
         return ReportAPIApp.buildRouter(
             store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),

@@ -13,7 +13,8 @@ struct ConfigurationTests {
         #expect(
             configuration
                 == PostgresConfiguration(
-                    host: "db.internal", port: 6432, database: "coworking", user: "app", password: "s3cret",
+                    servers: [.init(host: "db.internal", port: 6432)], database: "coworking", user: "app",
+                    password: "s3cret",
                     applicationName: "test"))
     }
 
@@ -23,13 +24,54 @@ struct ConfigurationTests {
                 "DATABASE_URL": "postgresql://u%40x:p%2Fw@pg:5433/analytics?sslmode=require",
                 "DB_HOST": "ignored", "DB_PORT": "not a port", "DB_SCHEMA": "tenant_7",
             ]), applicationName: "test")
-        #expect(configuration.host == "pg")
-        #expect(configuration.port == 5433)
+        #expect(configuration.servers == [.init(host: "pg", port: 5433)])
         #expect(configuration.database == "analytics")
         #expect(configuration.user == "u@x")
         #expect(configuration.password == "p/w")
         #expect(configuration.options == ["sslmode": "require"])
         #expect(configuration.schema == "tenant_7")
+    }
+
+    @Test func severalDatabaseServersInAURLAreAPrimaryAndItsStandbys() throws {
+        let url = "postgresql://app:pw@pg-primary:5432,pg-standby,[::1]:5433/coworking?sslmode=require"
+        let writer = try PostgresConfiguration.fromEnvironment(
+            EnvironmentVariables(["DATABASE_URL": url]), applicationName: "test")
+        #expect(
+            writer.servers == [
+                .init(host: "pg-primary", port: 5432), .init(host: "pg-standby", port: 5432),
+                .init(host: "::1", port: 5433),
+            ])
+        #expect(writer.user == "app")
+        #expect(writer.password == "pw")
+        #expect(writer.database == "coworking")
+        #expect(writer.options == ["sslmode": "require", "target_session_attrs": "read-write"])
+
+        let reader = try PostgresConfiguration.fromEnvironment(
+            EnvironmentVariables(["DATABASE_URL": url]), applicationName: "test", sessionAttributes: "prefer-standby")
+        #expect(reader.options["target_session_attrs"] == "prefer-standby")
+        let chosen = try PostgresConfiguration.fromEnvironment(
+            EnvironmentVariables(["DATABASE_URL": url + "&target_session_attrs=standby"]), applicationName: "test",
+            sessionAttributes: "prefer-standby")
+        #expect(chosen.options["target_session_attrs"] == "standby")
+    }
+
+    @Test func severalDatabaseServersInTheLegacyVariablesTakeOnePortOrOneEach() throws {
+        let shared = try PostgresConfiguration.fromEnvironment(
+            EnvironmentVariables(["DB_HOST": "a, b", "DB_PORT": "6432", "DB_NAME": "c", "DB_USERNAME": "u"]),
+            applicationName: "test", sessionAttributes: "prefer-standby")
+        #expect(shared.servers == [.init(host: "a", port: 6432), .init(host: "b", port: 6432)])
+        #expect(shared.options == ["target_session_attrs": "prefer-standby"])
+        let each = try PostgresConfiguration.fromEnvironment(
+            EnvironmentVariables([
+                "DB_HOST": "a,b", "DB_PORT": "5432,5433", "DB_NAME": "c", "DB_USERNAME": "u",
+                "DB_TARGET_SESSION_ATTRS": "primary",
+            ]), applicationName: "test", sessionAttributes: "prefer-standby")
+        #expect(each.servers == [.init(host: "a", port: 5432), .init(host: "b", port: 5433)])
+        #expect(each.options == ["target_session_attrs": "primary"])
+        let single = try PostgresConfiguration.fromEnvironment(
+            EnvironmentVariables(["DB_HOST": "a", "DB_NAME": "c", "DB_USERNAME": "u"]), applicationName: "test",
+            sessionAttributes: "prefer-standby")
+        #expect(single.options.isEmpty, "one server needs no choice, and prefer-standby would connect twice to it")
     }
 
     @Test func databaseTLSComesFromItsOwnVariablesWithoutAURL() throws {
@@ -69,6 +111,26 @@ struct ConfigurationTests {
             (
                 ["DATABASE_URL": "postgresql://u:hunter2@h/db?password=x"],
                 "configuration error: DATABASE_URL has an unsupported query parameter password (supported: connect_timeout, keepalives_idle, sslcert, sslkey, sslmode, sslrootcert, target_session_attrs)"
+            ),
+            (
+                ["DB_NAME": "x", "DB_USERNAME": "y", "DB_HOST": "a,b,c", "DB_PORT": "1,2"],
+                "configuration error: DB_PORT lists 2 ports for 3 hosts (give one, or one per host)"
+            ),
+            (
+                ["DB_NAME": "x", "DB_USERNAME": "y", "DB_HOST": "a,,b"],
+                "configuration error: DB_HOST has an empty host in its list"
+            ),
+            (
+                ["DB_NAME": "x", "DB_USERNAME": "y", "DB_TARGET_SESSION_ATTRS": "standby-please"],
+                #"configuration error: DB_TARGET_SESSION_ATTRS must be one of any, read-write, read-only, primary, standby, prefer-standby, got "standby-please""#
+            ),
+            (
+                ["DATABASE_URL": "postgresql://u:hunter2@a:5432,:5433/db"],
+                "configuration error: DATABASE_URL has an empty or malformed host in its list of servers"
+            ),
+            (
+                ["DATABASE_URL": "postgresql://u:hunter2@a,b:99999/db"],
+                "configuration error: DATABASE_URL has a port out of range"
             ),
             (
                 ["DATABASE_URL": "postgresql://u@h/db", "DB_SCHEMA": "Robert'); DROP"],

@@ -1,11 +1,11 @@
 import Foundation
 
-/// Where and how to reach PostgreSQL.
+/// Where and how to reach PostgreSQL: one server, or a primary and its standbys, of which libpq picks one by
+/// `target_session_attrs`.
 public struct PostgresConfiguration: Sendable, Equatable {
-    /// `DB_HOST`, default `localhost`.
-    public var host: String
-    /// `DB_PORT`, default 5432.
-    public var port: Int
+    /// The servers, in the order given; libpq tries them in turn. `DB_HOST` and `DB_PORT` (lists separated by
+    /// commas), default `localhost:5432`.
+    public var servers: [Server]
     /// `DB_NAME`, required unless `DATABASE_URL` is set.
     public var database: String
     /// `DB_USERNAME`, required unless `DATABASE_URL` is set.
@@ -22,12 +22,24 @@ public struct PostgresConfiguration: Sendable, Equatable {
     /// The server cancels a statement that runs longer (`statement_timeout`); nil for no limit.
     public var statementTimeout: Duration?
 
+    /// One server's address.
+    public struct Server: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int = 5432) {
+            self.host = host
+            self.port = port
+        }
+
+        public var description: String { "\(host):\(port)" }
+    }
+
     public init(
-        host: String = "localhost", port: Int = 5432, database: String, user: String, password: String? = nil,
+        servers: [Server] = [Server(host: "localhost")], database: String, user: String, password: String? = nil,
         schema: String = "public", options: [String: String] = [:], applicationName: String = "coworking"
     ) {
-        self.host = host
-        self.port = port
+        self.servers = servers
         self.database = database
         self.user = user
         self.password = password
@@ -39,6 +51,9 @@ public struct PostgresConfiguration: Sendable, Equatable {
     /// libpq's `sslmode` values, weakest first.
     static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
+    /// libpq's `target_session_attrs` values: which of several servers a connection settles on.
+    static let sessionAttributes = ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"]
+
     /// The libpq keywords this configuration may pass on from a URL's query.
     public static let passedOptions: Set<String> = [
         "sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "target_session_attrs", "keepalives_idle",
@@ -46,18 +61,21 @@ public struct PostgresConfiguration: Sendable, Equatable {
 
     /// `DATABASE_URL` when set (it wins), else `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USERNAME`, `DB_PASSWORD`,
     /// `DB_SSLMODE` and `DB_SSLROOTCERT` (libpq's `sslmode` and `sslrootcert`: `verify-full` with the CA of a managed
-    /// database); `DB_SCHEMA` in both cases.
-    public static func fromEnvironment(_ environment: EnvironmentVariables, applicationName: String)
-        throws(ConfigurationError)
-        -> PostgresConfiguration
-    {
+    /// database); `DB_SCHEMA` and `DB_TARGET_SESSION_ATTRS` in both cases.
+    ///
+    /// Several servers (`host1:5432,host2:5433` in the URL, or lists in `DB_HOST` and `DB_PORT`) are a primary and
+    /// its standbys: a connection settles on one by libpq's `target_session_attrs`, from `DB_TARGET_SESSION_ATTRS` or
+    /// the URL's query, else `sessionAttributes`, the program's own need (`read-write` to write, `prefer-standby` to
+    /// read).
+    public static func fromEnvironment(
+        _ environment: EnvironmentVariables, applicationName: String, sessionAttributes: String = "read-write"
+    ) throws(ConfigurationError) -> PostgresConfiguration {
         var configuration: PostgresConfiguration
         if let url = environment["DATABASE_URL"] {
             configuration = try PostgresConfiguration(url: url, variable: "DATABASE_URL")
         } else {
             configuration = PostgresConfiguration(
-                host: environment["DB_HOST"] ?? "localhost",
-                port: try environment.integer("DB_PORT", default: 5432, in: 1...65_535),
+                servers: try servers(hosts: environment["DB_HOST"] ?? "localhost", environment: environment),
                 database: try environment.required("DB_NAME"),
                 user: try environment.required("DB_USERNAME"),
                 password: environment["DB_PASSWORD"]
@@ -78,6 +96,12 @@ public struct PostgresConfiguration: Sendable, Equatable {
                 configuration.options["sslrootcert"] = rootCertificate
             }
         }
+        if let attributes = environment["DB_TARGET_SESSION_ATTRS"] {
+            configuration.options["target_session_attrs"] = try Self.checkedSessionAttributes(
+                attributes, variable: "DB_TARGET_SESSION_ATTRS")
+        } else if configuration.servers.count > 1, configuration.options["target_session_attrs"] == nil {
+            configuration.options["target_session_attrs"] = sessionAttributes
+        }
         if let schema = environment["DB_SCHEMA"] {
             guard Self.isPlainIdentifier(schema) else {
                 throw ConfigurationError(
@@ -90,13 +114,67 @@ public struct PostgresConfiguration: Sendable, Equatable {
         return configuration
     }
 
-    /// Parses `postgresql://user:password@host:port/database?sslmode=require`. Errors name `variable` and never
-    /// echo the URL, which holds a password.
+    /// The servers of `DB_HOST` and `DB_PORT`: as many ports as hosts, or one port for all of them, as libpq reads
+    /// them.
+    private static func servers(hosts list: String, environment: EnvironmentVariables) throws(ConfigurationError)
+        -> [Server]
+    {
+        let hosts = list.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        guard !hosts.contains(where: \.isEmpty) else {
+            throw ConfigurationError(variable: "DB_HOST", problem: "has an empty host in its list")
+        }
+        var ports = [5432]
+        if let portList = environment["DB_PORT"] {
+            ports = []
+            for port in portList.split(separator: ",", omittingEmptySubsequences: false) {
+                let text = port.trimmingCharacters(in: .whitespaces)
+                guard let number = Int(text), (1...65_535).contains(number) else {
+                    throw ConfigurationError(
+                        variable: "DB_PORT", problem: "must be an integer from 1 to 65535, got \(text.quoted())")
+                }
+                ports.append(number)
+            }
+        }
+        guard ports.count == 1 || ports.count == hosts.count else {
+            throw ConfigurationError(
+                variable: "DB_PORT",
+                problem: "lists \(ports.count) ports for \(hosts.count) hosts (give one, or one per host)")
+        }
+        return hosts.indices.map { Server(host: hosts[$0], port: ports.count == 1 ? ports[0] : ports[$0]) }
+    }
+
+    private static func checkedSessionAttributes(_ value: String, variable: String) throws(ConfigurationError) -> String
+    {
+        guard Self.sessionAttributes.contains(value) else {
+            throw ConfigurationError(
+                variable: variable,
+                problem: "must be one of \(Self.sessionAttributes.joined(separator: ", ")), got \(value.quoted())")
+        }
+        return value
+    }
+
+    /// Parses `postgresql://user:password@host:port/database?sslmode=require`, or with several servers,
+    /// `postgresql://user:password@primary:5432,standby:5432/database?target_session_attrs=prefer-standby`. Errors
+    /// name `variable` and never echo the URL, which holds a password.
     public init(url: String, variable: String = "DATABASE_URL") throws(ConfigurationError) {
         func invalid(_ problem: String) -> ConfigurationError {
             ConfigurationError(variable: variable, problem: problem)
         }
-        guard let components = URLComponents(string: url),
+        // URLComponents reads one host: the list is read here, and the URL parsed with its first server alone.
+        var single = url
+        var servers: [Server] = []
+        if let authority = Self.hostList(of: url), url[authority].contains(",") {
+            for text in url[authority].split(separator: ",", omittingEmptySubsequences: false) {
+                guard let server = URLComponents(string: "postgresql://\(text)"), let host = server.host, !host.isEmpty
+                else { throw invalid("has an empty or malformed host in its list of servers") }
+                guard (1...65_535).contains(server.port ?? 5432) else { throw invalid("has a port out of range") }
+                servers.append(Server(host: Self.unbracketed(host), port: server.port ?? 5432))
+            }
+            single.replaceSubrange(authority, with: url[authority].prefix { $0 != "," })
+        }
+        guard let components = URLComponents(string: single),
             let scheme = components.scheme?.lowercased(), scheme == "postgres" || scheme == "postgresql"
         else {
             throw invalid("must be a URL such as postgresql://user:password@host:5432/database")
@@ -104,10 +182,11 @@ public struct PostgresConfiguration: Sendable, Equatable {
         let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         guard !database.isEmpty else { throw invalid("names no database (the path after the host)") }
         guard let user = components.user, !user.isEmpty else { throw invalid("names no user") }
-        var port = 5432
-        if let given = components.port {
-            guard (1...65_535).contains(given) else { throw invalid("has a port out of range") }
-            port = given
+        if servers.isEmpty {
+            let port = components.port ?? 5432
+            guard (1...65_535).contains(port) else { throw invalid("has a port out of range") }
+            let host = components.host.flatMap { $0.isEmpty ? nil : Self.unbracketed($0) } ?? "localhost"
+            servers = [Server(host: host, port: port)]
         }
         var options: [String: String] = [:]
         for item in components.queryItems ?? [] {
@@ -115,17 +194,40 @@ public struct PostgresConfiguration: Sendable, Equatable {
                 let known = Self.passedOptions.sorted().joined(separator: ", ")
                 throw invalid("has an unsupported query parameter \(item.name) (supported: \(known))")
             }
-            options[item.name] = value
+            options[item.name] =
+                item.name == "target_session_attrs"
+                ? try Self.checkedSessionAttributes(value, variable: variable) : value
         }
-        self.init(
-            host: components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost", port: port, database: database,
-            user: user, password: components.password, options: options)
+        self.init(servers: servers, database: database, user: user, password: components.password, options: options)
+    }
+
+    /// An IPv6 address as libpq takes it: without the brackets a URL puts around it.
+    private static func unbracketed(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    }
+
+    /// The range of `url` between the user's `@` (or the scheme's `//`) and the path: its host list.
+    private static func hostList(of url: String) -> Range<String.Index>? {
+        guard let scheme = url.range(of: "://") else { return nil }
+        let end = url[scheme.upperBound...].firstIndex { $0 == "/" || $0 == "?" } ?? url.endIndex
+        let start = url[scheme.upperBound..<end].lastIndex(of: "@").map { url.index(after: $0) } ?? scheme.upperBound
+        return start..<end
+    }
+
+    /// The same settings, settling on the primary when several servers are given: for what a standby cannot do,
+    /// such as listening for notifications.
+    public var primary: PostgresConfiguration {
+        guard servers.count > 1 else { return self }
+        var primary = self
+        primary.options["target_session_attrs"] = "read-write"
+        return primary
     }
 
     /// The libpq connection keywords and values; values are passed as data, never spliced into a string.
     var connectionParameters: [(String, String)] {
         var parameters: [(String, String)] = [
-            ("host", host), ("port", String(port)), ("dbname", database), ("user", user),
+            ("host", servers.map(\.host).joined(separator: ",")),
+            ("port", servers.map { String($0.port) }.joined(separator: ",")), ("dbname", database), ("user", user),
             ("application_name", applicationName), ("client_encoding", "UTF8"), ("connect_timeout", "5"),
             // Timestamps come back in UTC, and unqualified table names resolve in the pipeline's schema. No JIT:
             // every statement here takes milliseconds, and compiling one took hundreds when a row estimate was

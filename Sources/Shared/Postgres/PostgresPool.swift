@@ -44,25 +44,34 @@ public actor PostgresPool {
 
     /// Lends a connection to `body` and takes it back afterwards, whatever `body` does. `body` runs in the
     /// caller's context; only taking and returning the connection go through the pool.
+    ///
+    /// A connection that sat idle may have been closed by its server meanwhile (a restart, a standby stopped, so that
+    /// the next connection settles on the primary): when `body` breaks such a connection, it runs again on another,
+    /// so `body` must be safe to repeat, as a read is.
     public nonisolated func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        let connection = try await acquire()
-        do {
-            let result = try await body(connection)
-            await release(connection)
-            return result
-        } catch {
-            await release(connection)
-            throw error
+        while true {
+            let (connection, wasIdle) = try await acquire()
+            do {
+                let result = try await body(connection)
+                await release(connection)
+                return result
+            } catch {
+                await release(connection)
+                // Each such attempt drops an idle connection, so this ends on a fresh one at the latest.
+                if wasIdle, !connection.isUsable, error is PostgresError { continue }
+                throw error
+            }
         }
     }
 
-    private func acquire() async throws -> PostgresConnection {
-        if let connection = idle.popLast() { return connection }
+    /// A connection, and whether it was idle in the pool rather than opened for this request.
+    private func acquire() async throws -> (PostgresConnection, wasIdle: Bool) {
+        if let connection = idle.popLast() { return (connection, true) }
         if openCount < maxConnections {
             openCount += 1
         } else {
             switch await waitForHandoff() {
-            case .connection(let connection): return connection
+            case .connection(let connection): return (connection, false)
             case .slot: break
             case .timedOut:
                 throw PostgresError(
@@ -71,7 +80,7 @@ public actor PostgresPool {
             }
         }
         do {
-            return try await PostgresConnection.connect(configuration, logger: logger)
+            return (try await PostgresConnection.connect(configuration, logger: logger), false)
         } catch {
             releaseSlot()
             throw error
