@@ -8,19 +8,18 @@ extension AMQPConnection {
     /// exchange (fanout) and queue. Declaring them again with the same arguments changes nothing; with other arguments
     /// the broker closes the channel (`channelClosed`).
     public func declare(_ topology: Topology) throws(AMQPError) {
+        var quorum: AMQPTable = ["x-queue-type": .string("quorum")]
+        quorum["x-quorum-initial-group-size"] = topology.initialGroupSize.map { .int64(Int64($0)) }
         try declareExchange(topology.exchange, type: "topic")
         try declareExchange(topology.deadLetterExchange, type: "fanout")
-        try declareQueue(topology.deadLetterQueue, arguments: ["x-queue-type": .string("quorum")])
+        try declareQueue(topology.deadLetterQueue, arguments: quorum)
         try bindQueue(topology.deadLetterQueue, to: topology.deadLetterExchange, routingKey: "#")
-        try declareQueue(
-            topology.queue,
-            arguments: [
-                "x-queue-type": .string("quorum"),
-                "x-dead-letter-exchange": .string(topology.deadLetterExchange),
-                "x-dead-letter-strategy": .string("at-least-once"),
-                "x-overflow": .string("reject-publish"),
-                "x-delivery-limit": .int64(Int64(topology.deliveryLimit)),
-            ])
+        var rollups = quorum
+        rollups["x-dead-letter-exchange"] = .string(topology.deadLetterExchange)
+        rollups["x-dead-letter-strategy"] = .string("at-least-once")
+        rollups["x-overflow"] = .string("reject-publish")
+        rollups["x-delivery-limit"] = .int64(Int64(topology.deliveryLimit))
+        try declareQueue(topology.queue, arguments: rollups)
         try bindQueue(topology.queue, to: topology.exchange, routingKey: "#")
     }
 }

@@ -23,14 +23,17 @@ struct ConsumerHarness {
         }
     }
 
+    /// A harness on `AMQP_URL`'s broker, or the nodes of `amqpURL`, whose quorum queues get `initialGroupSize`
+    /// members when given.
     static func make(
-        zones: [String] = ["UTC", "Asia/Kolkata", "America/New_York"], amqpURL: String? = nil
+        zones: [String] = ["UTC", "Asia/Kolkata", "America/New_York"], amqpURL: String? = nil,
+        initialGroupSize: Int? = nil
     ) async throws -> ConsumerHarness {
         let amqpURL = try amqpURL ?? TestServers.variable("AMQP_URL")
         let schema = TestServers.uniqueName("consumer")
         let topology = Topology(
             exchange: schema + ".events", queue: schema + ".rollups", deadLetterExchange: schema + ".dead",
-            deliveryLimit: 5)
+            deliveryLimit: 5, initialGroupSize: initialGroupSize)
         _ = try await Migrator(schema: schema, zones: zones).run(
             on: PostgresConnection.connect(TestServers.database(schema: schema), logger: TestServers.logger),
             logger: TestServers.logger)
@@ -63,6 +66,7 @@ struct ConsumerHarness {
         environment["QUEUE"] = topology.queue
         environment["DEAD_LETTER_EXCHANGE"] = topology.deadLetterExchange
         environment["DELIVERY_LIMIT"] = String(topology.deliveryLimit)
+        environment["QUORUM_INITIAL_GROUP_SIZE"] = topology.initialGroupSize.map(String.init)
         environment["REPORT_TIMEZONES"] = zones.joined(separator: ",")
         environment["BATCH_SIZE"] = String(batchSize)
         environment["BATCH_MAX_DELAY_MS"] = "50"

@@ -243,6 +243,9 @@ struct ConfigurationTests {
         let custom = try Topology.fromEnvironment(
             EnvironmentVariables(["EXCHANGE": "ev", "QUEUE": "q", "DEAD_LETTER_EXCHANGE": "dl", "DELIVERY_LIMIT": "5"]))
         #expect(custom == Topology(exchange: "ev", queue: "q", deadLetterExchange: "dl", deliveryLimit: 5))
+        #expect(
+            try Topology.fromEnvironment(EnvironmentVariables(["QUORUM_INITIAL_GROUP_SIZE": "3"])).initialGroupSize == 3
+        )
         #expect(throws: ConfigurationError(variable: "QUEUE", problem: "must be at most 255 bytes without spaces")) {
             try Topology.fromEnvironment(EnvironmentVariables(["QUEUE": "my queue"]))
         }

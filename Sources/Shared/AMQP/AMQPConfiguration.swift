@@ -170,15 +170,20 @@ public struct Topology: Sendable, Equatable {
     public var deadLetterExchange: String
     /// `DELIVERY_LIMIT`: deliveries after which the broker dead-letters a message itself; default 50.
     public var deliveryLimit: Int
+    /// `QUORUM_INITIAL_GROUP_SIZE`: the members each quorum queue is declared with on a cluster
+    /// (`x-quorum-initial-group-size`); unset, the broker's own default. RabbitMQ refuses to declare an existing queue
+    /// with another value, or with it where it was declared without: set it before the queues exist.
+    public var initialGroupSize: Int?
 
     public init(
         exchange: String = "coworking.events", queue: String = "coworking.rollups",
-        deadLetterExchange: String = "coworking.dead", deliveryLimit: Int = 50
+        deadLetterExchange: String = "coworking.dead", deliveryLimit: Int = 50, initialGroupSize: Int? = nil
     ) {
         self.exchange = exchange
         self.queue = queue
         self.deadLetterExchange = deadLetterExchange
         self.deliveryLimit = deliveryLimit
+        self.initialGroupSize = initialGroupSize
     }
 
     /// The queue that holds dead letters: named after its exchange.
@@ -190,7 +195,10 @@ public struct Topology: Sendable, Equatable {
             exchange: try environment.name("EXCHANGE", default: defaults.exchange),
             queue: try environment.name("QUEUE", default: defaults.queue),
             deadLetterExchange: try environment.name("DEAD_LETTER_EXCHANGE", default: defaults.deadLetterExchange),
-            deliveryLimit: try environment.integer("DELIVERY_LIMIT", default: defaults.deliveryLimit, in: 1...1_000)
+            deliveryLimit: try environment.integer("DELIVERY_LIMIT", default: defaults.deliveryLimit, in: 1...1_000),
+            initialGroupSize: try environment["QUORUM_INITIAL_GROUP_SIZE"].map { _ throws(ConfigurationError) in
+                try environment.integer("QUORUM_INITIAL_GROUP_SIZE", default: 0, in: 1...99)
+            }
         )
     }
 }
