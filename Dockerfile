@@ -21,9 +21,10 @@ RUN swift build -c release --static-swift-stdlib --product consumer \
     && cp -R "$(swift build -c release --show-bin-path)"/coworking-analytics_ReportAPICore.resources /out/
 
 FROM debian:bookworm-slim
-# The two C libraries, time zone data for REPORT_TIMEZONES, nothing else.
+# The two C libraries, time zone data for REPORT_TIMEZONES, and Chart.js for the dashboard (served from this image,
+# never from a CDN).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends librabbitmq4 libpq5 tzdata ca-certificates \
+    && apt-get install -y --no-install-recommends librabbitmq4 libpq5 tzdata ca-certificates libjs-chart.js \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /out/ /usr/local/bin/

@@ -24,20 +24,25 @@ public struct Freshness: Sendable, Equatable {
         return Freshness(version: Int64(try row.int(0)), lastFolded: try row.optionalTimestamp(1))
     }
 
-    /// A strong validator: the same version of the rollups gives the same bytes for the same path and query.
-    public var entityTag: String { "\"\(version)\"" }
+    /// A strong validator: the same version of the rollups gives the same bytes for the same path and query. JSON's
+    /// is the version, `"12"`; CSV's, another representation, `"12-csv"`.
+    public func entityTag(_ format: ReportFormat = .json) -> String {
+        format == .json ? "\"\(version)\"" : "\"\(version)-\(format.rawValue)\""
+    }
 
-    /// `ETag`, `Last-Modified` and `Cache-Control` of an answer.
-    var headers: HTTPFields {
-        var headers: HTTPFields = [.eTag: entityTag, .cacheControl: "no-cache"]
+    /// `ETag`, `Last-Modified` and `Cache-Control` of an answer. The representation depends on `Accept` (CSV or
+    /// JSON), so shared caches are told so.
+    func headers(_ format: ReportFormat) -> HTTPFields {
+        var headers: HTTPFields = [.eTag: entityTag(format), .cacheControl: "no-cache", .vary: "Accept"]
         if let lastFolded { headers[.lastModified] = lastFolded.httpDate }
         return headers
     }
 
     /// Whether `request` already holds this version: its `If-None-Match` names the tag (or `*`); or, without that
     /// header, its `If-Modified-Since` is no earlier than the last fold (HTTP dates count whole seconds).
-    func isHeld(by request: Request) -> Bool {
+    func isHeld(by request: Request, format: ReportFormat = .json) -> Bool {
         if let tags = request.headers[.ifNoneMatch] {
+            let entityTag = entityTag(format)
             return tags.split(separator: ",").contains { tag in
                 let tag = tag.trimmingCharacters(in: .whitespaces)
                 return tag == "*" || tag == entityTag || tag == "W/" + entityTag
@@ -50,10 +55,14 @@ public struct Freshness: Sendable, Equatable {
     }
 
     /// 304 with the validators when `request` holds this version, else `answer` with them added.
-    func response(to request: Request, _ answer: @autoclosure () -> Response) -> Response {
-        guard !isHeld(by: request) else { return Response(status: .notModified, headers: headers) }
+    func response(to request: Request, format: ReportFormat = .json, _ answer: @autoclosure () -> Response)
+        -> Response
+    {
+        guard !isHeld(by: request, format: format) else {
+            return Response(status: .notModified, headers: headers(format))
+        }
         var response = answer()
-        response.headers.append(contentsOf: headers)
+        response.headers.append(contentsOf: headers(format))
         return response
     }
 }

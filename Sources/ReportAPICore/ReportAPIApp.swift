@@ -46,10 +46,16 @@ public enum ReportAPIApp {
         let pool = PostgresPool(
             configuration: settings.database, maxConnections: settings.poolSize, acquireTimeout: settings.poolTimeout,
             logger: logger)
+        let dashboard = DashboardAssets.load(chartLibrary: settings.chartLibrary)
+        if !dashboard.hasChartLibrary {
+            logger.warning(
+                "No Chart.js at DASHBOARD_CHART_JS: the dashboard shows its tables without the chart",
+                metadata: ["path": "\(settings.chartLibrary)"])
+        }
         let router = buildRouter(
-            store: ReportStore(pool: pool), defaultZone: settings.zones.defaultZone,
+            store: ReportStore(pool: pool), zones: settings.zones,
             cacheLifetime: settings.cacheLifetime, foldSignal: foldSignal, tokens: settings.tokens,
-            servesMetrics: settings.metricsPort == nil,
+            servesMetrics: settings.metricsPort == nil, dashboard: dashboard,
             registry: registry, logger: logger)
         let writeTimeout = TimeAmount(settings.writeTimeout)
         let stalledClosed = registry.makeCounter(
@@ -76,8 +82,9 @@ public enum ReportAPIApp {
     /// `foldSignal`, when given (and running), keeps cached answers exactly as fresh as the rollups; without it they
     /// are kept for `cacheLifetime`.
     public static func buildRouter(
-        store: ReportStore, defaultZone: String, cacheLifetime: Duration = .zero, foldSignal: FoldSignal? = nil,
-        tokens: APITokens? = nil, servesMetrics: Bool = true, registry: PrometheusCollectorRegistry, logger: Logger
+        store: ReportStore, zones: ReportZones, cacheLifetime: Duration = .zero, foldSignal: FoldSignal? = nil,
+        tokens: APITokens? = nil, servesMetrics: Bool = true, dashboard: DashboardAssets = .load(),
+        registry: PrometheusCollectorRegistry, logger: Logger
     ) -> Router<BasicRequestContext> {
         // Answers are kept as the bytes sent, so that a cached answer is not copied for each request. One read from a
         // standby behind the primary's last signalled fold is not kept.
@@ -95,49 +102,88 @@ public enum ReportAPIApp {
         router.get("readiness_check") { _, _ -> Response in
             await store.databaseAnswers(within: .seconds(2)) ? text("ok") : text("failed", status: .serviceUnavailable)
         }
-        // The cached reports are keyed by the request's path and query as sent, and parsed only when computed: a
-        // repeated query is answered without parsing it again, and a bad one is never cached. The rollups' version is
-        // read before the report, so that an answer never claims a version older than its numbers.
-        @Sendable func cachedJSON<Query: Sendable>(
-            _ request: Request, parse: @escaping @Sendable () throws -> Query,
-            _ report: @escaping @Sendable (Query) async throws -> String
+        // The cached reports are keyed by the format and the request's path and query as sent, and parsed only when
+        // computed: a repeated query is answered without parsing it again, and a bad one is never cached. The
+        // rollups' version is read before the report, so that an answer never claims a version older than its numbers.
+        @Sendable func cachedReport<Query: Sendable>(
+            _ request: Request, parse: @escaping @Sendable ([(String, String)]) throws -> Query,
+            _ report: @escaping @Sendable (Query, ReportFormat) async throws -> String
         ) async throws -> Response {
-            let cached = try await cache.answer(for: request.uri.string) {
-                let query = try parse()
+            let (format, parameters) = try ReportFormat.of(request.queryPairs, accept: request.headers[.accept])
+            let cached = try await cache.answer(for: format.rawValue + " " + request.uri.string) {
+                let query = try parse(parameters)
                 let freshness = try await store.freshness()
-                return (ByteBuffer(string: try await report(query)), freshness)
+                return (ByteBuffer(string: try await report(query, format)), freshness)
             }
-            return cached.freshness.response(to: request, json(cached.body))
+            return cached.freshness.response(to: request, format: format, answer(cached.body, format))
+        }
+        @Sendable func usageQuery(_ parameters: [(String, String)]) throws -> UsageQuery {
+            try UsageQuery(parameters: parameters, defaultZone: zones.defaultZone)
         }
         router.get("api/reports/daily_usage") { request, _ -> Response in
-            try await cachedJSON(
-                request, parse: { try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone) }
-            ) { ReportJSON.dailyUsage(try await store.dailyUsage($0)) }
+            try await cachedReport(request, parse: usageQuery) { query, format in
+                let days = try await store.dailyUsage(query)
+                return format == .csv ? ReportCSV.dailyUsage(days) : ReportJSON.dailyUsage(days)
+            }
         }
         router.get("api/reports/hourly_usage") { request, _ -> Response in
-            try await cachedJSON(
-                request, parse: { try UsageQuery(parameters: request.queryPairs, defaultZone: defaultZone) }
-            ) { ReportJSON.hourlyUsage(try await store.hourlyUsage($0)) }
+            try await cachedReport(request, parse: usageQuery) { query, format in
+                let hours = try await store.hourlyUsage(query)
+                return format == .csv ? ReportCSV.hourlyUsage(hours) : ReportJSON.hourlyUsage(hours)
+            }
+        }
+        router.get("api/reports/weekday_hours") { request, _ -> Response in
+            try await cachedReport(request, parse: usageQuery) { query, format in
+                let cells = try await store.weekdayHours(query)
+                return format == .csv ? ReportCSV.weekdayHours(cells) : ReportJSON.weekdayHours(cells)
+            }
+        }
+        router.get("api/reports/top_members") { request, _ -> Response in
+            try await cachedReport(request, parse: { try TopMembersQuery(parameters: $0) }) { query, format in
+                let members = try await store.topMembers(limit: query.limit)
+                return format == .csv ? ReportCSV.topMembers(members) : ReportJSON.topMembers(members)
+            }
         }
         router.get("api/reports/user_visits") { request, _ -> Response in
-            let query = try UserVisitsQuery(parameters: request.queryPairs)
+            let (format, parameters) = try ReportFormat.of(request.queryPairs, accept: request.headers[.accept])
+            let query = try UserVisitsQuery(parameters: parameters)
             let freshness = try await store.freshness()
-            if freshness.isHeld(by: request) { return freshness.response(to: request, Response(status: .ok)) }
+            if freshness.isHeld(by: request, format: format) {
+                return freshness.response(to: request, format: format, Response(status: .ok))
+            }
             if let limit = query.limit {
                 let page = try await store.userVisits(after: query.after, limit: limit)
-                return freshness.response(to: request, json("{" + ReportJSON.userVisitsMembers(page) + "}"))
+                let body =
+                    format == .csv
+                    ? ReportCSV.userVisitsHeader + ReportCSV.userVisitsRows(page)
+                    : "{" + ReportJSON.userVisitsMembers(page) + "}"
+                return freshness.response(to: request, format: format, answer(ByteBuffer(string: body), format))
             }
-            return freshness.response(to: request, streamedUserVisits(store: store, after: query.after, logger: logger))
+            return freshness.response(
+                to: request, format: format,
+                streamedUserVisits(store: store, after: query.after, format: format, logger: logger))
         }
         router.get("api/reports/summary") { request, _ -> Response in
-            try await cachedJSON(request, parse: { try QueryParameters(request.queryPairs, allowed: []) }) { _ in
-                ReportJSON.summary(try await store.summary())
+            try await cachedReport(request, parse: { try QueryParameters($0, allowed: []) }) { _, format in
+                let summary = try await store.summary()
+                return format == .csv ? ReportCSV.summary(summary) : ReportJSON.summary(summary)
             }
+        }
+        router.get("api/reports/filters") { request, _ -> Response in
+            _ = try QueryParameters(request.queryPairs, allowed: [])
+            return json(
+                ReportJSON.filters(
+                    defaultZone: zones.defaultZone, zones: zones.folded, spaces: try await store.spaces()))
         }
         if servesMetrics {
             router.get("metrics") { _, _ in metricsAnswer(registry) }
         }
         router.get("openapi.json") { _, _ in json(OpenAPIDocument.json) }
+        // The dashboard is public: its reports are read with the visitor's token, which the page asks for.
+        router.get("/") { request, _ in dashboard.pageResponse(to: request) }
+        router.get("dashboard/:file") { request, context in
+            dashboard.fileResponse(context.parameters.get("file") ?? "", to: request)
+        }
         // On a path the API serves, OPTIONS names the methods it allows and any other method answers 405, as Flask
         // does; the router alone would answer 404, as if the path did not exist.
         for route in router.routes {
@@ -149,24 +195,31 @@ public enum ReportAPIApp {
         return router
     }
 
-    /// Every user, streamed a page at a time. Once the first bytes are sent the status is 200: a failure after that
-    /// cuts the body short (the client sees invalid JSON) and is logged.
-    private static func streamedUserVisits(store: ReportStore, after: Int32, logger: Logger) -> Response {
+    /// Every user, streamed a page at a time, as JSON or CSV. Once the first bytes are sent the status is 200: a
+    /// failure after that cuts the body short (the client sees invalid JSON, or a CSV without its last rows) and is
+    /// logged.
+    private static func streamedUserVisits(store: ReportStore, after: Int32, format: ReportFormat, logger: Logger)
+        -> Response
+    {
         Response(
-            status: .ok, headers: [.contentType: "application/json"],
+            status: .ok, headers: [.contentType: contentType(format)],
             body: ResponseBody { writer in
-                var separator = "{"
+                var first = true
                 do {
+                    if format == .csv { try await writer.write(ByteBuffer(string: ReportCSV.userVisitsHeader)) }
                     try await store.streamUserVisits(after: after) { page in
-                        try await writer.write(ByteBuffer(string: separator + ReportJSON.userVisitsMembers(page)))
-                        separator = ","
+                        let text =
+                            format == .csv
+                            ? ReportCSV.userVisitsRows(page) : (first ? "{" : ",") + ReportJSON.userVisitsMembers(page)
+                        try await writer.write(ByteBuffer(string: text))
+                        first = false
                     }
                 } catch {
                     logger.error(
                         "Streaming user_visits failed", metadata: [LogKey.error: "\(String(reflecting: error))"])
                     throw error
                 }
-                try await writer.write(ByteBuffer(string: separator == "{" ? "{}" : "}"))
+                if format == .json { try await writer.write(ByteBuffer(string: first ? "{}" : "}")) }
                 try await writer.finish(nil)
             })
     }
@@ -181,6 +234,15 @@ private func metricsAnswer(_ registry: PrometheusCollectorRegistry) -> Response 
 
 /// The methods each of the API's paths answers.
 let allowedMethods = "GET, HEAD, OPTIONS"
+
+/// A report's bytes, with the content type of `format`.
+func answer(_ body: ByteBuffer, _ format: ReportFormat) -> Response {
+    Response(status: .ok, headers: [.contentType: contentType(format)], body: ResponseBody(byteBuffer: body))
+}
+
+func contentType(_ format: ReportFormat) -> String {
+    format == .csv ? ReportCSV.contentType : "application/json"
+}
 
 func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
     json(ByteBuffer(string: body), status: status)

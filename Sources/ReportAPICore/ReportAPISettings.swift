@@ -33,6 +33,8 @@ public struct ReportAPISettings: Sendable {
     /// long again at most, while one request computes the next, so answers are at most twice that staler than the
     /// rollups.
     public var cacheLifetime: Duration
+    /// `DASHBOARD_CHART_JS`: the Chart.js file the dashboard serves, default Debian's (`libjs-chart.js`).
+    public var chartLibrary: String
     public var logLevel: Logger.Level
 
     public init(
@@ -41,8 +43,9 @@ public struct ReportAPISettings: Sendable {
         poolTimeout: Duration = .seconds(1), idleTimeout: Duration = .seconds(60),
         writeTimeout: Duration = .seconds(30),
         tokens: APITokens? = nil, metricsPort: Int? = nil, cacheLifetime: Duration = .seconds(1),
-        logLevel: Logger.Level = .info
+        chartLibrary: String = DashboardAssets.debianChartLibrary, logLevel: Logger.Level = .info
     ) {
+        self.chartLibrary = chartLibrary
         self.tokens = tokens
         self.metricsPort = metricsPort
         self.database = database
@@ -81,6 +84,7 @@ public struct ReportAPISettings: Sendable {
                 try environment.integer("API_METRICS_PORT", default: 0, in: 1...65_535)
             },
             cacheLifetime: .milliseconds(try environment.integer("REPORT_CACHE_MS", default: 1_000, in: 0...3_600_000)),
+            chartLibrary: environment["DASHBOARD_CHART_JS"] ?? DashboardAssets.debianChartLibrary,
             logLevel: try Logger.Level.fromEnvironment(environment))
     }
 }

@@ -21,12 +21,33 @@ enum ReportJSON {
         }.joined(separator: ",")
     }
 
+    /// Every weekday (1 is Monday) with all 24 hours: `{"1":{"00":0,...,"23":4},...,"7":{...}}`.
+    static func weekdayHours(_ cells: [Int: [Int: Int]]) -> String {
+        "{" + (1...7).map { "\"\($0)\":" + hourlyUsage(cells[$0] ?? [:]) }.joined(separator: ",") + "}"
+    }
+
+    /// `[{"user_id":7,"visits":12,"joined_at":"2023-02-07T08:00:00Z"},...]`, most visits first.
+    static func topMembers(_ members: [ReportStore.UserVisits]) -> String {
+        "["
+            + members.map {
+                "{\"user_id\":\($0.userID),\"visits\":\($0.visits),\"joined_at\":\(time($0.joinedAt))}"
+            }.joined(separator: ",") + "]"
+    }
+
+    /// What the dashboard offers to choose from: `{"default_zone":"UTC","zones":["UTC"],"spaces":["hq"]}`.
+    static func filters(defaultZone: String, zones: [String], spaces: [String]) -> String {
+        "{\"default_zone\":\(string(defaultZone)),\"zones\":[\(zones.map(string).joined(separator: ","))],"
+            + "\"spaces\":[\(spaces.map(string).joined(separator: ","))]}"
+    }
+
     static func summary(_ summary: ReportStore.Summary) -> String {
-        func time(_ timestamp: Timestamp?) -> String { timestamp.map { "\"\($0.rfc3339)\"" } ?? "null" }
-        return "{\"checkins\":\(summary.checkins),\"users\":\(summary.users),"
+        "{\"checkins\":\(summary.checkins),\"users\":\(summary.users),"
             + "\"first_checkin_at\":\(time(summary.firstCheckin)),\"last_checkin_at\":\(time(summary.lastCheckin)),"
             + "\"last_folded_at\":\(time(summary.lastFolded))}"
     }
+
+    /// An RFC 3339 string, or null.
+    private static func time(_ timestamp: Timestamp?) -> String { timestamp.map { "\"\($0.rfc3339)\"" } ?? "null" }
 
     /// `{"error":"..."}`, the message escaped.
     static func error(_ message: String) -> String {
@@ -51,7 +72,7 @@ enum ReportJSON {
         return result + "\""
     }
 
-    private static func pad2(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+    static func pad2(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
 
     private static func pad2Hex(_ value: Int) -> String {
         let hex = String(value, radix: 16)

@@ -9,7 +9,31 @@ public struct QueryError: Error, Equatable, Sendable {
     }
 }
 
-/// The query of `daily_usage` and `hourly_usage`: a range of days in a time zone, for one space or all.
+/// The representation a report is asked in: JSON, or CSV with `format=csv` or `Accept: text/csv`.
+public enum ReportFormat: String, Sendable {
+    case json
+    case csv
+
+    /// The format `format` names, else the one `accept` (the `Accept` header) prefers; and the query's other
+    /// parameters, for the report's own parser.
+    static func of(_ parameters: [(String, String)], accept: String?) throws(QueryError)
+        -> (format: ReportFormat, rest: [(String, String)])
+    {
+        let named = parameters.filter { $0.0 == "format" }
+        guard named.count <= 1 else { throw QueryError("format is given more than once") }
+        let rest = parameters.filter { $0.0 != "format" }
+        if let value = named.first?.1 {
+            guard let format = ReportFormat(rawValue: value) else {
+                throw QueryError("format must be json or csv, got \(value.quoted())")
+            }
+            return (format, rest)
+        }
+        return (accept?.contains("text/csv") == true ? .csv : .json, rest)
+    }
+}
+
+/// The query of `daily_usage`, `hourly_usage` and `weekday_hours`: a range of days in a time zone, for one space or
+/// all.
 public struct UsageQuery: Equatable, Sendable {
     /// The first day, inclusive; nil for no lower bound.
     public var from: LocalDate?
@@ -19,26 +43,37 @@ public struct UsageQuery: Equatable, Sendable {
     public var zone: String
     /// One space, or nil for all.
     public var space: String?
+    /// `fill=zero`: every day of the range is listed, with 0 where nobody came (`daily_usage`), for charts and
+    /// spreadsheets; without it, such days are left out, as the legacy service did.
+    public var fillsZeros: Bool
 
     /// The longest explicit range: ten years of days, leap days included.
     public static let maxRangeDays = 3_653
 
-    public init(from: LocalDate? = nil, to: LocalDate? = nil, zone: String, space: String? = nil) {
+    public init(
+        from: LocalDate? = nil, to: LocalDate? = nil, zone: String, space: String? = nil, fillsZeros: Bool = false
+    ) {
         self.from = from
         self.to = to
         self.zone = zone
         self.space = space
+        self.fillsZeros = fillsZeros
     }
 
-    /// Parses `from`, `to`, `tz` and `space`; `defaultZone` answers when `tz` is absent.
+    /// Parses `from`, `to`, `tz`, `space` and `fill`; `defaultZone` answers when `tz` is absent.
     public init(parameters: [(String, String)], defaultZone: String) throws(QueryError) {
-        let values = try QueryParameters(parameters, allowed: ["from", "to", "tz", "space"])
+        let values = try QueryParameters(parameters, allowed: ["from", "to", "tz", "space", "fill"])
         from = try values["from"].map { text throws(QueryError) in try Self.date(text, name: "from") }
         to = try values["to"].map { text throws(QueryError) in try Self.date(text, name: "to") }
         zone = values["tz"] ?? defaultZone
         guard ReportZones.isKnown(zone) else {
             throw QueryError("tz must be an IANA time zone such as Asia/Kolkata, got \(zone.quoted())")
         }
+        fillsZeros =
+            try values["fill"].map { fill throws(QueryError) in
+                guard fill == "zero" else { throw QueryError("fill must be zero, got \(fill.quoted())") }
+                return true
+            } ?? false
         space = values["space"]
         if let space, !Event.isValidSpaceID(space) {
             throw QueryError("space must be 1 to 64 of A-Z a-z 0-9 . _ -, got \(space.quoted())")
@@ -88,6 +123,29 @@ public struct UserVisitsQuery: Equatable, Sendable {
                 }
                 return after
             } ?? 0
+    }
+}
+
+/// The query of `top_members`: the members with the most visits, all time.
+public struct TopMembersQuery: Equatable, Sendable {
+    /// The longest list.
+    public static let maxLimit = 1_000
+
+    public var limit: Int
+
+    public init(limit: Int = 10) {
+        self.limit = limit
+    }
+
+    public init(parameters: [(String, String)]) throws(QueryError) {
+        let values = try QueryParameters(parameters, allowed: ["limit"])
+        limit =
+            try values["limit"].map { text throws(QueryError) in
+                guard let limit = Int(text), (1...Self.maxLimit).contains(limit) else {
+                    throw QueryError("limit must be an integer from 1 to \(Self.maxLimit), got \(text.quoted())")
+                }
+                return limit
+            } ?? 10
     }
 }
 

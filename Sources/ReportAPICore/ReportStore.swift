@@ -86,8 +86,62 @@ public struct ReportStore: Sendable {
                 """
         }
         let rows = try await pool.withConnection { try await $0.query(sql, query.parameters) }
-        return try rows.rows.map { (try $0.string(0), try $0.int(1)) }
+        let days = try rows.rows.map { (day: try $0.string(0), visits: try $0.int(1)) }
+        return query.fillsZeros ? Self.zeroFilled(days, from: query.from, to: query.to) : days
     }
+
+    /// `days` with every day from `from` (else the first of `days`) to `to` (else the last), 0 where absent.
+    static func zeroFilled(_ days: [(day: String, visits: Int)], from: LocalDate?, to: LocalDate?)
+        -> [(day: String, visits: Int)]
+    {
+        guard let first = from ?? days.first.flatMap({ LocalDate($0.day) }),
+            let last = to ?? days.last.flatMap({ LocalDate($0.day) }), first <= last
+        else { return days }
+        let visits = Dictionary(days.map { ($0.day, $0.visits) }, uniquingKeysWith: +)
+        return (first.dayNumber...last.dayNumber).map { number in
+            let day = LocalDate(dayNumber: number).description
+            return (day, visits[day] ?? 0)
+        }
+    }
+
+    /// Visits per ISO weekday (1 is Monday) and local hour over the range: the busy hours' heat map. Cells without
+    /// visits are left out.
+    public func weekdayHours(_ query: UsageQuery) async throws -> [Int: [Int: Int]] {
+        var cells: [Int: [Int: Int]] = [:]
+        if try await readyZones.contains(query.zone, pool: pool) {
+            let rows = try await pool.withConnection { try await $0.query(Self.localWeekdayHoursSQL, query.parameters) }
+            for row in rows.rows {
+                let weekday = try row.int(0)
+                for hour in HourColumns.names.indices where row[hour + 1] != nil {
+                    cells[weekday, default: [:]][hour] = try row.int(hour + 1)
+                }
+            }
+        } else {
+            try await checkQuarterHourRange(query)
+            let rows = try await pool.withConnection {
+                try await $0.query(Self.quarterHourWeekdaysSQL, query.parameters)
+            }
+            for row in rows.rows { cells[try row.int(0), default: [:]][try row.int(1)] = try row.int(2) }
+        }
+        return cells
+    }
+
+    private static let localWeekdayHoursSQL = """
+        SELECT extract(isodow FROM day)::int,
+               \(HourColumns.names.map { "nullif(sum(\($0)), 0)::bigint" }.joined(separator: ", "))
+        FROM visits_local_day
+        WHERE zone = $1 AND day >= coalesce($2::date, '-infinity') AND day <= coalesce($3::date, 'infinity')
+          AND ($4::text IS NULL OR space_id = $4)
+        GROUP BY 1
+        """
+
+    private static let quarterHourWeekdaysSQL = """
+        SELECT extract(isodow FROM bucket_start AT TIME ZONE $1::text)::int,
+               extract(hour FROM bucket_start AT TIME ZONE $1::text)::int, sum(visits)::bigint
+        FROM visits_quarter_hour
+        WHERE \(quarterHourRange) AND ($4::text IS NULL OR space_id = $4)
+        GROUP BY 1, 2
+        """
 
     /// Visits per local hour of the day (0 to 23) over the range; hours without visits are left out.
     public func hourlyUsage(_ query: UsageQuery) async throws -> [Int: Int] {
@@ -161,6 +215,26 @@ public struct ReportStore: Sendable {
             guard page.count == pageSize else { return }
             last = Int32(lastUser.userID)
         }
+    }
+
+    /// The `limit` members with the most visits, all time and all spaces, most first (ties by ascending id).
+    public func topMembers(limit: Int) async throws -> [UserVisits] {
+        let rows = try await pool.withConnection {
+            try await $0.query(
+                """
+                SELECT user_id, visits, joined_at FROM user_activity
+                WHERE visits > 0 ORDER BY visits DESC, user_id LIMIT $1
+                """, [limit])
+        }
+        return try rows.rows.map(Self.userVisits)
+    }
+
+    /// The spaces with visits, ascending, from the local-day rows (every folded zone has a row for each).
+    public func spaces() async throws -> [String] {
+        let rows = try await pool.withConnection {
+            try await $0.query("SELECT DISTINCT space_id FROM visits_local_day ORDER BY 1")
+        }
+        return try rows.rows.map { try $0.string(0) }
     }
 
     private static func userVisits(_ row: PostgresRow) throws -> UserVisits {

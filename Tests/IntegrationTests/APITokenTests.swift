@@ -50,7 +50,7 @@ struct APITokenTests {
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
         )
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: "UTC", tokens: try APITokens.fromFile(path),
+            store: ReportStore(pool: pool), zones: TestServers.utcZones, tokens: try APITokens.fromFile(path),
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         let answers = try await Application(router: router).test(.router) { client in
             var answers: [String] = []

@@ -213,7 +213,8 @@ struct ClusterTests {
         let signal = FoldSignal(
             configuration: reader, registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: "UTC", cacheLifetime: .seconds(3_600), foldSignal: signal,
+            store: ReportStore(pool: pool), zones: TestServers.utcZones, cacheLifetime: .seconds(3_600),
+            foldSignal: signal,
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await signal.run() }
@@ -258,7 +259,7 @@ struct ClusterTests {
         let pool = PostgresPool(
             configuration: try Self.clusterReader(schema: schema), maxConnections: 2, logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),
+            store: ReportStore(pool: pool), zones: TestServers.utcZones, registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
         @Sendable func inRecovery() async throws -> Bool {
             try await pool.withConnection { try await $0.query("SELECT pg_is_in_recovery()")[0].bool(0) }

@@ -36,7 +36,8 @@ struct FreshnessTests {
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
         )
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: "UTC", cacheLifetime: .seconds(3_600), foldSignal: signal,
+            store: ReportStore(pool: pool), zones: TestServers.utcZones, cacheLifetime: .seconds(3_600),
+            foldSignal: signal,
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await signal.run() }

@@ -21,7 +21,8 @@ struct ReportAPITests {
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 4, logger: TestServers.logger
         )
         return ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: defaultZone, cacheLifetime: cacheLifetime,
+            store: ReportStore(pool: pool), zones: ReportZones(folded: Self.zones, defaultZone: defaultZone),
+            cacheLifetime: cacheLifetime,
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
     }
 
@@ -140,7 +141,10 @@ struct ReportAPITests {
             "from..to spans more than 10 years; ask for a shorter range"
         ),
         ("/api/reports/daily_usage?space=a%20b", #"space must be 1 to 64 of A-Z a-z 0-9 . _ -, got \"a b\""#),
-        ("/api/reports/daily_usage?day=2023-02-08", #"unknown query parameter \"day\" (known: from, space, to, tz)"#),
+        (
+            "/api/reports/daily_usage?day=2023-02-08",
+            #"unknown query parameter \"day\" (known: fill, from, space, to, tz)"#
+        ),
         ("/api/reports/daily_usage?tz=UTC&tz=UTC", "tz is given more than once"),
         ("/api/reports/user_visits?limit=10001", #"limit must be an integer from 1 to 10000, got \"10001\""#),
         ("/api/reports/user_visits?limit=ten", #"limit must be an integer from 1 to 10000, got \"ten\""#),
@@ -192,7 +196,7 @@ struct ReportAPITests {
         configuration.servers = [.init(host: "127.0.0.1", port: 1)]
         let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)
         return ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), defaultZone: "UTC", registry: PrometheusCollectorRegistry(),
+            store: ReportStore(pool: pool), zones: TestServers.utcZones, registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
     }
 

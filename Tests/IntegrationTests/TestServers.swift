@@ -39,6 +39,9 @@ enum TestServers {
     }
 
     static let logger = Logger(label: "test")
+
+    /// The report API's zones when a test folds UTC only.
+    static let utcZones = ReportZones(folded: ["UTC"], defaultZone: "UTC")
 }
 
 /// A log handler that keeps what it is given, to check what a component logs.

@@ -24,6 +24,11 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
         self.day = day
     }
 
+    /// The date `dayNumber` days after 1970-01-01 (before, when negative).
+    public init(dayNumber: Int) {
+        (year, month, day) = civilFromDays(dayNumber)
+    }
+
     /// Days since 1970-01-01 (negative before).
     public var dayNumber: Int { daysFromCivil(year: year, month: month, day: day) }
 

@@ -1,0 +1,129 @@
+import ConsumerCore
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Prometheus
+import ReportAPICore
+import Shared
+import Testing
+
+/// The dashboard in a real browser: headless Chromium (Debian's), driven by Playwright for Python
+/// (`Tests/Browser/dashboard.py`), on a live report API over known rollups, with bearer tokens required.
+@Suite
+struct DashboardBrowserTests {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Browser/dashboard.py")
+
+    /// Where the screenshots go: the build's test output, beside the test logs.
+    static let output = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/test-output")
+
+    /// What the page showed, as `dashboard.py` prints it.
+    struct Shown: Decodable {
+        struct Query: Decodable {
+            var tz: String
+            var from: String?
+            var to: String?
+            var space: String
+        }
+
+        var query: Query
+        var labels: [String]
+        var data: [Int]
+        var heat: [String: [String: Int]]
+        var members: [[String]]
+        var summary: [String]
+        var lastFolded: String
+        var error: String?
+        var pageErrors: [String]
+    }
+
+    @Test func thePageShowsExactlyWhatTheAPIAnswersForTheChosenZoneRangeAndSpace() async throws {
+        let events = workload(events: 2_000, users: 80, seed: 31)
+        let harness = try await ReportFormatsTests.folded(events)
+        let tokens = try APITokenTests.tokensFile(APITokenTests.digest + "\n")
+        defer { try? FileManager.default.removeItem(atPath: tokens) }
+        let pool = PostgresPool(
+            configuration: try TestServers.readerDatabase(schema: harness.schema), maxConnections: 4,
+            logger: TestServers.logger)
+        let router = ReportAPIApp.buildRouter(
+            store: ReportStore(pool: pool), zones: ReportZones(folded: ReportAPITests.zones, defaultZone: "UTC"),
+            cacheLifetime: .seconds(1), tokens: try APITokens.fromFile(tokens), registry: PrometheusCollectorRegistry(),
+            logger: TestServers.logger)
+        try FileManager.default.createDirectory(at: Self.output, withIntermediateDirectories: true)
+        let screenshot = Self.output.appendingPathComponent("dashboard.png")
+        try? FileManager.default.removeItem(at: screenshot)
+
+        try await Application(router: router).test(.live) { client in
+            let port = try #require(client.port)
+            let shown = try Self.openPage(
+                port: port, token: "s3cret-token", zone: "Asia/Kolkata", range: "all", space: "hq",
+                screenshot: screenshot.path)
+            #expect(shown.error == nil)
+            #expect(shown.pageErrors.isEmpty, "the page ran without errors (its CSP included)")
+            #expect(shown.query.tz == "Asia/Kolkata")
+            #expect(shown.query.space == "hq")
+            #expect(shown.query.from == nil && shown.query.to == nil, "all: no range")
+
+            func answer(_ uri: String) async throws -> Data {
+                try await client.execute(
+                    uri: uri, method: .get, headers: [.authorization: "Bearer s3cret-token"]
+                ) { Data(buffer: $0.body) }
+            }
+            // The chart: every day of the space's data in the zone, zero-filled, as daily_usage answers.
+            let days = try JSONDecoder().decode(
+                [String: Int].self,
+                from: try await answer("/api/reports/daily_usage?tz=Asia/Kolkata&space=hq&fill=zero"))
+            #expect(shown.labels == days.keys.sorted())
+            #expect(shown.data == shown.labels.map { days[$0] ?? -1 })
+            let expected = try ExpectedRollups(events: events, zones: ["Asia/Kolkata"])
+            let visitsOfHQ = expected.daily.filter { $0.key.hasSuffix(" hq") }.values.reduce(0, +)
+            #expect(shown.data.reduce(0, +) == visitsOfHQ)
+
+            // The heat map's 7 × 24 cells, as weekday_hours answers.
+            let cells = try JSONDecoder().decode(
+                [String: [String: Int]].self,
+                from: try await answer("/api/reports/weekday_hours?tz=Asia/Kolkata&space=hq"))
+            #expect(shown.heat == cells)
+            #expect(shown.heat.values.flatMap(\.values).reduce(0, +) == visitsOfHQ)
+
+            // The members' table, as top_members answers.
+            struct Member: Decodable {
+                var user_id: Int
+                var visits: Int
+                var joined_at: String?
+            }
+            let members = try JSONDecoder().decode(
+                [Member].self, from: try await answer("/api/reports/top_members?limit=10"))
+            #expect(
+                shown.members
+                    == members.map {
+                        ["\($0.user_id)", "\($0.visits)", $0.joined_at.map { String($0.prefix(10)) } ?? "unknown"]
+                    })
+            #expect(members.count == 10)
+
+            let summary = try #require(
+                try JSONSerialization.jsonObject(with: try await answer("/api/reports/summary")) as? [String: Any])
+            #expect(shown.lastFolded == summary["last_folded_at"] as? String)
+            #expect(shown.summary.first?.replacingOccurrences(of: ",", with: "") == "\(expected.checkins)")
+        }
+        #expect(FileManager.default.fileExists(atPath: screenshot.path))
+        try await harness.cleanup()
+    }
+
+    /// Runs `dashboard.py` and decodes what it printed.
+    static func openPage(port: Int, token: String, zone: String, range: String, space: String, screenshot: String)
+        throws -> Shown
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script.path, "http://127.0.0.1:\(port)", token, zone, range, space, screenshot]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "dashboard.py failed")
+        return try JSONDecoder().decode(Shown.self, from: data)
+    }
+}

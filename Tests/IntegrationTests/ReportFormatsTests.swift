@@ -1,0 +1,179 @@
+import ConsumerCore
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import ReportAPICore
+import Shared
+import Testing
+
+/// The dashboard's reports (`weekday_hours`, `top_members`, `filters`), zero-filled days, and CSV, against the
+/// rollups of a known workload.
+@Suite
+struct ReportFormatsTests {
+    /// A schema holding the rollups of `events`, folded as the consumer folds them.
+    static func folded(_ events: [Event]) async throws -> ConsumerHarness {
+        let harness = try await ConsumerHarness.make(zones: ReportAPITests.zones)
+        let owner = try await harness.database()
+        _ = try await owner.withTransaction { try RollupWriter().fold(events, on: $0) }
+        return harness
+    }
+
+    static func get(_ client: some TestClientProtocol, _ uri: String, _ headers: HTTPFields = [:]) async throws
+        -> (status: HTTPResponse.Status, body: String, headers: HTTPFields)
+    {
+        try await client.execute(uri: uri, method: .get, headers: headers) {
+            ($0.status, String(buffer: $0.body), $0.headers)
+        }
+    }
+
+    /// Visits per ISO weekday (1 is Monday) and hour of `zone`'s local days in from...to, from the reference model.
+    static func expectedWeekdayHours(_ expected: ExpectedRollups, zone: String, from: String, to: String)
+        -> [Int: [Int: Int]]
+    {
+        var cells: [Int: [Int: Int]] = [:]
+        for (key, visits) in expected.hourly {
+            let parts = key.split(separator: " ").map(String.init)
+            guard parts[0] == zone, parts[1] >= from, parts[1] <= to, let day = LocalDate(parts[1]),
+                let hour = Int(parts[2])
+            else { continue }
+            // 1970-01-01 was a Thursday, ISO weekday 4.
+            let weekday = ((day.dayNumber + 3) % 7 + 7) % 7 + 1
+            cells[weekday, default: [:]][hour, default: 0] += visits
+        }
+        return cells
+    }
+
+    @Test func theDashboardsReportsZeroFilledDaysAndCSVMatchTheWorkloadExactly() async throws {
+        let events = workload(events: 3_000, users: 120, seed: 23)
+        let harness = try await Self.folded(events)
+        let expected = try ExpectedRollups(events: events, zones: ReportAPITests.zones + ["Asia/Kathmandu"])
+        let router = try ReportAPITests.router(schema: harness.schema)
+        try await Application(router: router).test(.router) { client in
+            // fill=zero lists every day of the range, 0 where nobody came; the default leaves them out.
+            let sparse = try await Self.get(
+                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31")
+            let days = try #require(
+                try JSONSerialization.jsonObject(with: Data(sparse.body.utf8)) as? [String: Int])
+            #expect(days.count < 31, "the workload leaves some days of January without visits")
+            let filled = try await Self.get(
+                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero")
+            let expectedFilled = (1...31).map { day in
+                let date = String(format: "2023-01-%02d", day)
+                return (date, days[date] ?? 0)
+            }
+            #expect(filled.body == "{" + expectedFilled.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+            #expect(
+                sparse.body
+                    == ReportAPITests.expectedDaily(
+                        expected, zone: "Asia/Kolkata", from: "2023-01-01", to: "2023-01-31"))
+
+            // The same days as CSV, asked either way: a header row, ISO dates, CRLF.
+            let csv = "day,visits\r\n" + expectedFilled.map { "\($0.0),\($0.1)\r\n" }.joined()
+            let byParameter = try await Self.get(
+                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero&format=csv")
+            #expect(byParameter.body == csv)
+            #expect(byParameter.headers[.contentType] == "text/csv; charset=utf-8; header=present")
+            #expect(byParameter.headers[.vary] == "Accept")
+            let version = try #require(filled.headers[.eTag]?.dropFirst().dropLast())
+            #expect(byParameter.headers[.eTag] == "\"\(version)-csv\"")
+            let byAccept = try await Self.get(
+                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero",
+                [.accept: "text/csv"])
+            #expect(byAccept.body == csv)
+            #expect(
+                try await Self.get(
+                    client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero",
+                    [.accept: "text/csv", .ifNoneMatch: "\"\(version)-csv\""]
+                ).status == .notModified)
+
+            // Busy hours: every weekday and hour, from the local-day rows of a folded zone and from the 15-minute
+            // rows of another, equal to the model.
+            for zone in ["America/New_York", "Asia/Kathmandu"] {
+                let cells = Self.expectedWeekdayHours(expected, zone: zone, from: "2023-03-01", to: "2023-06-30")
+                let json =
+                    "{"
+                    + (1...7).map { weekday in
+                        "\"\(weekday)\":{"
+                            + (0..<24).map { String(format: "\"%02d\":%d", $0, cells[weekday]?[$0] ?? 0) }
+                            .joined(separator: ",") + "}"
+                    }.joined(separator: ",") + "}"
+                let query = "tz=\(zone)&from=2023-03-01&to=2023-06-30"
+                #expect(try await Self.get(client, "/api/reports/weekday_hours?\(query)").body == json, "in \(zone)")
+                let rows = (1...7).flatMap { weekday in
+                    (0..<24).map { String(format: "%d,%02d,%d\r\n", weekday, $0, cells[weekday]?[$0] ?? 0) }
+                }
+                #expect(
+                    try await Self.get(client, "/api/reports/weekday_hours?\(query)&format=csv").body
+                        == "weekday,hour,visits\r\n" + rows.joined())
+            }
+
+            // The members with the most visits, ties by id.
+            let top = expected.users.filter { $0.value.visits > 0 }
+                .sorted { ($0.value.visits, -Int($0.key)) > ($1.value.visits, -Int($1.key)) }.prefix(5)
+            let topJSON = top.map { id, user in
+                "{\"user_id\":\(id),\"visits\":\(user.visits),\"joined_at\":"
+                    + (user.joined.map { "\"\($0.rfc3339)\"" } ?? "null") + "}"
+            }
+            #expect(
+                try await Self.get(client, "/api/reports/top_members?limit=5").body
+                    == "[" + topJSON.joined(separator: ",") + "]")
+            #expect(
+                try await Self.get(client, "/api/reports/top_members?limit=5&format=csv").body
+                    == "user_id,visits,joined_at\r\n"
+                    + top.map { "\($0.key),\($0.value.visits),\($0.value.joined?.rfc3339 ?? "")\r\n" }.joined())
+
+            // user_visits streams CSV too, every user with a visit by ascending id.
+            let visited = expected.users.filter { $0.value.visits > 0 }.sorted { $0.key < $1.key }
+            #expect(
+                try await Self.get(client, "/api/reports/user_visits", [.accept: "text/csv"]).body
+                    == "user_id,joined_at,visits\r\n"
+                    + visited.map { "\($0.key),\($0.value.joined?.rfc3339 ?? ""),\($0.value.visits)\r\n" }.joined())
+
+            let summary = try await Self.get(client, "/api/reports/summary?format=csv").body.split(separator: "\r\n")
+            #expect(summary.first == "checkins,users,first_checkin_at,last_checkin_at,last_folded_at")
+            #expect(
+                summary.last?.hasPrefix(
+                    "\(expected.checkins),\(visited.count),\(expected.firstCheckin?.rfc3339 ?? ""),"
+                        + "\(expected.lastCheckin?.rfc3339 ?? ""),") == true)
+
+            #expect(
+                try await Self.get(client, "/api/reports/filters").body
+                    == #"{"default_zone":"UTC","zones":["UTC","Asia/Kolkata","America/New_York"],"#
+                    + #""spaces":["annex.b_2","default","hq"]}"#)
+
+            for (uri, message) in [
+                ("/api/reports/summary?format=xml", #"format must be json or csv, got \"xml\""#),
+                ("/api/reports/daily_usage?fill=nothing", #"fill must be zero, got \"nothing\""#),
+                ("/api/reports/top_members?limit=0", #"limit must be an integer from 1 to 1000, got \"0\""#),
+                ("/api/reports/daily_usage?format=csv&format=json", "format is given more than once"),
+            ] {
+                let answer = try await Self.get(client, uri)
+                #expect(answer.status == .badRequest)
+                #expect(answer.body == #"{"error":""# + message + #""}"#, "\(uri)")
+            }
+        }
+        try await harness.cleanup()
+    }
+
+    @Test func theDashboardIsServedWithItsAssetsAndTheirCacheHeaders() async throws {
+        let router = try ReportAPITests.routerWithoutDatabase()
+        try await Application(router: router).test(.router) { client in
+            let page = try await Self.get(client, "/")
+            #expect(page.status == .ok)
+            #expect(page.headers[.contentType] == "text/html; charset=utf-8")
+            #expect(page.headers[.cacheControl] == "no-cache")
+            #expect(page.headers[.contentSecurityPolicy]?.hasPrefix("default-src 'self';") == true)
+            let tag = try #require(page.headers[.eTag])
+            #expect(try await Self.get(client, "/", [.ifNoneMatch: tag]).status == .notModified)
+            // Each asset is linked with its version, and kept a year under that name.
+            for name in ["app.js", "app.css", "chart.js"] {
+                let link = try #require(page.body.firstMatch(of: try Regex("/dashboard/\(name)\\?v=([0-9a-f]+)")))
+                let asset = try await Self.get(client, String(link.0))
+                #expect(asset.status == .ok, "\(name)")
+                #expect(asset.headers[.cacheControl] == "public, max-age=31536000, immutable")
+                #expect(asset.headers[.eTag] == "\"\(link.output[1].substring ?? "")\"")
+            }
+            #expect(try await Self.get(client, "/dashboard/other.js").status == .notFound)
+        }
+    }
+}
