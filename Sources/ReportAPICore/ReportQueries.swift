@@ -28,7 +28,25 @@ public enum ReportFormat: String, Sendable {
             }
             return (format, rest)
         }
-        return (accept?.contains("text/csv") == true ? .csv : .json, rest)
+        return (preferred(accept: accept), rest)
+    }
+
+    /// CSV when `accept` weighs `text/csv` above JSON (`application/json`, `application/*` or `*/*`), else JSON,
+    /// the legacy answer: `text/csv` and `text/csv, */*;q=0.1` ask for CSV; `application/json, text/csv;q=0.5` and
+    /// `*/*` do not.
+    public static func preferred(accept: String?) -> ReportFormat {
+        var csv = 0.0
+        var json = 0.0
+        for range in accept?.split(separator: ",") ?? [] {
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            let quality = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+            switch parts.first {
+            case "text/csv": csv = max(csv, quality)
+            case "application/json", "application/*", "*/*": json = max(json, quality)
+            default: break
+            }
+        }
+        return csv > json ? .csv : .json
     }
 }
 

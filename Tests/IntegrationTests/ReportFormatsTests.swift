@@ -155,6 +155,18 @@ struct ReportFormatsTests {
         try await harness.cleanup()
     }
 
+    @Test(
+        "Accept asks for CSV only when it weighs text/csv above JSON",
+        arguments: [
+            ("text/csv", ReportFormat.csv), ("text/csv, */*;q=0.1", .csv),
+            ("Text/CSV;q=0.9, application/json;q=0.5", .csv),
+            ("application/json, text/csv;q=0.5", .json), ("*/*", .json), ("text/csv;q=0.5, */*;q=0.5", .json),
+            ("text/html", .json), ("", .json),
+        ])
+    func acceptPreference(_ accept: String, _ format: ReportFormat) {
+        #expect(ReportFormat.preferred(accept: accept) == format)
+    }
+
     @Test func theDashboardIsServedWithItsAssetsAndTheirCacheHeaders() async throws {
         let router = try ReportAPITests.routerWithoutDatabase()
         try await Application(router: router).test(.router) { client in
