@@ -32,10 +32,8 @@ enum ReportCSV {
         ])
     }
 
-    static let topMembersHeader = "user_id,visits,joined_at\r\n"
-
     static func topMembers(_ members: [ReportStore.UserVisits]) -> String {
-        topMembersHeader + lines(members.map { "\($0.userID),\($0.visits),\(time($0.joinedAt))" })
+        lines(["user_id,visits,joined_at"] + members.map { "\($0.userID),\($0.visits),\(time($0.joinedAt))" })
     }
 
     static let userVisitsHeader = "user_id,joined_at,visits\r\n"

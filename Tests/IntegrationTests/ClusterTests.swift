@@ -78,17 +78,22 @@ struct ClusterTests {
         timeline.note("3 consumers and the producer started")
         try await harness.waitUntilCounted(4_000)
 
+        /// Kills `node` (described by `role`), and notes how soon the consumers resume.
+        func lose(_ node: Int, _ role: String) async throws {
+            let before = try consumedNodes()
+            timeline.note(
+                "\(try await counted()) counted; \(role) is node \(node); consumers on nodes "
+                    + "\(before.map { "\($0.last ?? 0)" }.joined(separator: ", "))")
+            try cluster.kill(node: node)
+            let killed = timeline.note("SIGKILL node \(node)")
+            try await measureResume(
+                after: killed, of: before, node: node, consumedNodes: consumedNodes, counted: counted,
+                timeline: timeline)
+        }
+
         // One kill: the node that leads the queue, then the same node started again.
         let leader = try await cluster.leader(of: harness.topology.queue)
-        let before = try consumedNodes()
-        timeline.note(
-            "\(try await counted()) counted; the queue's leader is node \(leader); consumers on nodes "
-                + "\(before.map { "\($0.last ?? 0)" }.joined(separator: ", "))")
-        try cluster.kill(node: leader)
-        let leaderKilled = timeline.note("SIGKILL node \(leader)")
-        try await measureResume(
-            after: leaderKilled, of: before, node: leader, consumedNodes: consumedNodes, counted: counted,
-            timeline: timeline)
+        try await lose(leader, "the queue's leader")
         try await Task.sleep(for: .seconds(3))
         Self.startStoppedNodes()
         timeline.note(
@@ -97,16 +102,8 @@ struct ClusterTests {
         try await harness.waitUntilCounted(try await counted() + 4_000)
 
         // The other: a node that a consumer is connected to.
-        let current = try consumedNodes()
-        let consumersNode = try #require(current.compactMap(\.last).first)
-        timeline.note(
-            "\(try await counted()) counted; consumers on nodes "
-                + "\(current.map { "\($0.last ?? 0)" }.joined(separator: ", "))")
-        try cluster.kill(node: consumersNode)
-        let consumersNodeKilled = timeline.note("SIGKILL node \(consumersNode)")
-        try await measureResume(
-            after: consumersNodeKilled, of: current, node: consumersNode, consumedNodes: consumedNodes,
-            counted: counted, timeline: timeline)
+        let consumersNode = try #require(try consumedNodes().compactMap(\.last).first)
+        try await lose(consumersNode, "a consumer's node")
         try await Task.sleep(for: .seconds(3))
         stop.set()
         let (sent, counts) = await publishing.value

@@ -23,18 +23,22 @@ struct FreshnessTests {
     }
 
     /// Runs `body` with a router whose cache keeps answers an hour unless a fold's signal says otherwise, once the
-    /// signal is heard (at the generation given to `body`).
+    /// signal is heard (at the generation given to `body`). Reports are read with `reader` (default the SELECT-only
+    /// role) and the signal heard with `signalDatabase` (default the owner's role, so that a test may end the signal's
+    /// connection: a role may end its own backends).
     static func withSignalledRouter(
-        schema: String, logger: Logger = TestServers.logger,
+        schema: String, reader: PostgresConfiguration? = nil, signalDatabase: PostgresConfiguration? = nil,
+        logger: Logger = TestServers.logger,
         _ body: (Router<BasicRequestContext>, FoldSignal, UInt64) async throws -> Void
     ) async throws {
-        // The owner's role, so that a test may end the signal's connection (a role may end its own backends).
+        // Named so that a test of this suite finds its signal's connection, and no other suite's.
         var configuration = try TestServers.database(schema: schema)
         configuration.applicationName = TestServers.uniqueName("signal")
-        let signal = FoldSignal(configuration: configuration, registry: PrometheusCollectorRegistry(), logger: logger)
+        let signal = FoldSignal(
+            configuration: signalDatabase ?? configuration, registry: PrometheusCollectorRegistry(), logger: logger)
         let pool = PostgresPool(
-            configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
-        )
+            configuration: try reader ?? TestServers.readerDatabase(schema: schema), maxConnections: 2,
+            logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
             store: ReportStore(pool: pool), zones: TestServers.utcZones, cacheLifetime: .seconds(3_600),
             foldSignal: signal,

@@ -47,17 +47,10 @@ struct StandbyTests {
         let schema = try await ReportAPILimitsTests.schema()
         try await Self.waitUntilStandbyReplays(schema)
         let reader = try Self.clusterReader(schema: schema)
-        let pool = PostgresPool(configuration: reader, maxConnections: 2, logger: TestServers.logger)
-        #expect(try await pool.withConnection { try await $0.query("SELECT pg_is_in_recovery()")[0].bool(0) })
-        let signal = FoldSignal(
-            configuration: reader, registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
-        let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, cacheLifetime: .seconds(3_600),
-            foldSignal: signal,
-            registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await signal.run() }
-            let heard = await signal.generation(after: nil)
+        let readerConnection = try await PostgresConnection.connect(reader, logger: TestServers.logger)
+        #expect(try await readerConnection.query("SELECT pg_is_in_recovery()")[0].bool(0))
+        try await FreshnessTests.withSignalledRouter(schema: schema, reader: reader, signalDatabase: reader) {
+            router, signal, heard in
             try await Application(router: router).test(.router) { client in
                 #expect(try await FreshnessTests.get(client, "/api/reports/summary").headers[.eTag] == #""0""#)
 
@@ -86,7 +79,6 @@ struct StandbyTests {
                 #expect(caughtUp.headers[.lastModified] == (try lastFolded.optionalTimestamp(0))?.httpDate)
                 #expect(try await FreshnessTests.get(client, "/api/reports/summary").body == caughtUp.body)
             }
-            group.cancelAll()
         }
         try await ReportAPILimitsTests.drop(schema)
     }
