@@ -127,7 +127,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedTests",
-            dependencies: ["Shared", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Shared", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ConsumerTests",

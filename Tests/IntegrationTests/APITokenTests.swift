@@ -98,19 +98,19 @@ struct APITokenTests {
         var health = ""
         for _ in 0..<100 where !health.hasPrefix("HTTP/1.1 200") {
             try await Task.sleep(for: .milliseconds(100))
-            health = HTTPGet.text(port: appPort, path: "/health_check")
+            health = try await HTTPGet.text(port: appPort, path: "/health_check")
         }
         #expect(health.hasPrefix("HTTP/1.1 200"))
-        #expect(HTTPGet.text(port: metricsPort, path: "/metrics").hasPrefix("HTTP/1.1 200"))
-        #expect(HTTPGet.text(port: appPort, path: "/metrics").hasPrefix("HTTP/1.1 404"))
+        #expect(try await HTTPGet.text(port: metricsPort, path: "/metrics").hasPrefix("HTTP/1.1 200"))
+        #expect(try await HTTPGet.text(port: appPort, path: "/metrics").hasPrefix("HTTP/1.1 404"))
     }
 }
 
 /// A one-shot HTTP/1.1 GET over a plain socket, for programs started as processes.
 enum HTTPGet {
     /// The whole answer, head and body, or "" when nothing listens.
-    static func text(port: Int, path: String) -> String {
+    static func text(port: Int, path: String) async throws -> String {
         guard let client = try? StalledClient(port: port, path: path, closing: true) else { return "" }
-        return client.readToEnd()
+        return try await client.readToEnd()
     }
 }

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Prometheus
 import ReportAPICore
 import Shared
+import TestSupport
 import Testing
 
 /// The dashboard in a real browser: headless Chromium (Debian's), driven by Playwright for Python
@@ -56,7 +57,7 @@ struct DashboardBrowserTests {
 
         try await Application(router: router).test(.live) { client in
             let port = try #require(client.port)
-            let shown = try Self.openPage(
+            let shown = try await Self.openPage(
                 port: port, token: "s3cret-token", zone: "Asia/Kolkata", range: "all", space: "hq",
                 screenshot: screenshot.path)
             #expect(shown.error == nil)
@@ -113,17 +114,21 @@ struct DashboardBrowserTests {
 
     /// Runs `dashboard.py` and decodes what it printed.
     static func openPage(port: Int, token: String, zone: String, range: String, space: String, screenshot: String)
-        throws -> Shown
+        async throws -> Shown
     {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, "http://127.0.0.1:\(port)", token, zone, range, space, screenshot]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "dashboard.py failed")
+        let arguments = ["python3", script.path, "http://127.0.0.1:\(port)", token, zone, range, space, screenshot]
+        let (status, data) = try await offThePool {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, data)
+        }
+        #expect(status == 0, "dashboard.py failed")
         return try JSONDecoder().decode(Shown.self, from: data)
     }
 }

@@ -153,7 +153,7 @@ struct ConsumerLagMetricsTests {
             ContinuousClock.now < deadline
         {
             try await Task.sleep(for: .milliseconds(200))
-            metrics = Self.samples(HTTPGet.text(port: port, path: "/metrics"))
+            metrics = Self.samples(try await HTTPGet.text(port: port, path: "/metrics"))
         }
         #expect(metrics["coworking_consumer_queue_ready_messages"] == 0)
         #expect(metrics["coworking_consumer_unacknowledged_messages"] == 0)
@@ -218,9 +218,10 @@ struct DashboardTests {
         var exported = ""
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
-            _ = HTTPGet.text(port: apiPort, path: "/api/reports/summary")
+            _ = try await HTTPGet.text(port: apiPort, path: "/api/reports/summary")
             exported =
-                HTTPGet.text(port: consumerPort, path: "/metrics") + HTTPGet.text(port: apiPort, path: "/metrics")
+                try await HTTPGet.text(port: consumerPort, path: "/metrics")
+                + HTTPGet.text(port: apiPort, path: "/metrics")
             if exported.contains("coworking_consumer_publish_to_commit_seconds_count") { break }
             try await Task.sleep(for: .milliseconds(200))
         }

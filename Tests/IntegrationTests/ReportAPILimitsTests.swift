@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Prometheus
 import ReportAPICore
 import Shared
+import TestSupport
 import Testing
 
 /// No caller can starve the others: slow statements, a full pool and clients that stop reading are bounded, each
@@ -190,7 +191,7 @@ struct ReportAPILimitsTests {
             // Kept alive: the client asks nothing more, and the server closes the connection after a second.
             let idle = try StalledClient(port: port, path: "/health_check")
             let started = ContinuousClock.now
-            let received = idle.readToEnd()
+            let received = try await idle.readToEnd()
             #expect(received.hasPrefix("HTTP/1.1 200") && received.hasSuffix("ok"))
             #expect(ContinuousClock.now - started < .seconds(5), "the idle connection stayed open")
         }
@@ -238,7 +239,7 @@ struct ReportAPILimitsTests {
             #expect(try await Self.stalledConnectionsClosed(client) == stalled.count)
             for client in stalled {
                 let reading = ContinuousClock.now
-                let received = client.readToEnd()
+                let received = try await client.readToEnd()
                 #expect(ContinuousClock.now - reading < .seconds(5), "the connection was still open")
                 #expect(received.hasPrefix("HTTP/1.1 200"))
                 #expect(!received.contains(#""\#(users)":"#), "the whole answer arrived")
@@ -249,7 +250,7 @@ struct ReportAPILimitsTests {
 }
 
 /// A TCP client with a small receive buffer that sends one request and reads nothing until asked.
-final class StalledClient {
+final class StalledClient: Sendable {
     private let socket: Int32
 
     /// Sends `GET path`; with `closing`, asks the server to close the connection after its answer.
@@ -273,8 +274,12 @@ final class StalledClient {
         close(socket)
     }
 
-    /// What arrives until the server closes the connection (or 10 s pass without a byte).
-    func readToEnd() -> String {
+    /// What arrives until the server closes the connection (or 10 s pass without a byte), read off the pool.
+    func readToEnd() async throws -> String {
+        try await offThePool { self.receiveToEnd() }
+    }
+
+    private func receiveToEnd() -> String {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var received: [UInt8] = []

@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import TestSupport
 import Testing
 
 /// The published contract (`asyncapi.yaml`) and the consumer agree: over the test corpus, every event the consumer
@@ -33,7 +34,7 @@ struct EventContractTests {
     }
 
     /// Runs the Event schema of `asyncapi.yaml` (JSON Schema draft-07, with Python's jsonschema) over the corpus.
-    @Test func theDocumentsSchemaAcceptsWhatTheConsumerAcceptsAndRefusesWhatItCanExpress() throws {
+    @Test func theDocumentsSchemaAcceptsWhatTheConsumerAcceptsAndRefusesWhatItCanExpress() async throws {
         let script = """
             import json, sys, yaml, jsonschema
             document = yaml.safe_load(open(sys.argv[1]))
@@ -41,19 +42,22 @@ struct EventContractTests {
             corpus = json.load(open(sys.argv[2]))
             print(json.dumps([validator.is_valid(json.loads(case["body"])) for case in corpus]))
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
+        let arguments = [
             "python3", "-c", script, Self.root.appendingPathComponent("asyncapi.yaml").path,
             Self.root.appendingPathComponent("Tests/Fixtures/event-corpus.json").path,
         ]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(
-            process.terminationStatus == 0, "python3 with yaml and jsonschema is needed (scripts/test installs them)")
+        let (status, data) = try await offThePool {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, data)
+        }
+        try #require(status == 0, "python3 with yaml and jsonschema is needed (scripts/test installs them)")
         let valid = try JSONDecoder().decode([Bool].self, from: data)
         let corpus = try Self.corpus()
         try #require(valid.count == corpus.count)
