@@ -17,6 +17,9 @@ public struct Migrator: Sendable {
         self.readerRole = readerRole
     }
 
+    /// The version that began keeping the members of check-ins (`member_visits`).
+    static let membersVersion = 5
+
     /// The newest schema version this program knows.
     public static var latestVersion: Int { migrations.last?.version ?? 0 }
 
@@ -26,12 +29,19 @@ public struct Migrator: Sendable {
         public var addedZones: [String]
         public var removedZones: [String]
         public var version: Int
+        /// Check-ins folded before version 5 was applied to this schema: their members were not kept, so unique
+        /// visitors leave them out.
+        public var checkinsWithoutMembers: Int
 
-        public init(appliedVersions: [Int], addedZones: [String], removedZones: [String], version: Int) {
+        public init(
+            appliedVersions: [Int], addedZones: [String], removedZones: [String], version: Int,
+            checkinsWithoutMembers: Int = 0
+        ) {
             self.appliedVersions = appliedVersions
             self.addedZones = addedZones
             self.removedZones = removedZones
             self.version = version
+            self.checkinsWithoutMembers = checkinsWithoutMembers
         }
     }
 
@@ -73,6 +83,9 @@ public struct Migrator: Sendable {
                 applied.append(migration.version)
             }
             try connection.execute("SET LOCAL search_path TO \"\(schema)\"")
+            let checkinsWithoutMembers =
+                current > 0 && applied.contains(Self.membersVersion)
+                ? try connection.query("SELECT coalesce(sum(checkins), 0)::bigint FROM fold_totals")[0].int(0) : 0
             let (added, removed) = try Self.synchronizeZones(zones, on: connection)
             if let readerRole {
                 try connection.execute(
@@ -83,10 +96,15 @@ public struct Migrator: Sendable {
             }
             return Report(
                 appliedVersions: applied, addedZones: added, removedZones: removed,
-                version: max(current, applied.last ?? 0))
+                version: max(current, applied.last ?? 0), checkinsWithoutMembers: checkinsWithoutMembers)
         }
         for version in report.appliedVersions {
             logger.info("Applied a schema migration", metadata: [LogKey.schemaVersion: "\(version)"])
+        }
+        if report.checkinsWithoutMembers > 0 {
+            logger.warning(
+                "Unique visitors leave out the \(report.checkinsWithoutMembers) check-ins folded before schema version 5; a backfill into a new DB_SCHEMA counts them"
+            )
         }
         return report
     }

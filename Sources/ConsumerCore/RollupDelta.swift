@@ -19,6 +19,22 @@ public struct RollupDelta: Sendable, Equatable {
         }
     }
 
+    /// A member's visit to a space within a 15-minute UTC bucket: unique visitors of any zone's local days are
+    /// counted from these, since every zone's local midnight falls on a quarter hour.
+    public struct MemberVisit: Hashable, Sendable, Comparable {
+        public var quarterHour: QuarterHour
+        public var userID: Int32
+
+        public init(quarterHour: QuarterHour, userID: Int32) {
+            self.quarterHour = quarterHour
+            self.userID = userID
+        }
+
+        public static func < (lhs: MemberVisit, rhs: MemberVisit) -> Bool {
+            (lhs.quarterHour, lhs.userID) < (rhs.quarterHour, rhs.userID)
+        }
+    }
+
     /// One user's share of the batch.
     public struct UserActivity: Equatable, Sendable {
         public var visits = 0
@@ -37,6 +53,7 @@ public struct RollupDelta: Sendable, Equatable {
     }
 
     public private(set) var visits: [QuarterHour: Int] = [:]
+    public private(set) var members: Set<MemberVisit> = []
     public private(set) var users: [Int32: UserActivity] = [:]
     public private(set) var checkins = 0
     public private(set) var firstCheckin: Timestamp?
@@ -47,6 +64,7 @@ public struct RollupDelta: Sendable, Equatable {
     public init(_ events: some Sequence<Event>) {
         // Sized for a batch whose events all differ, so that no row is hashed twice while the tables grow.
         visits.reserveCapacity(events.underestimatedCount)
+        members.reserveCapacity(events.underestimatedCount)
         users.reserveCapacity(events.underestimatedCount)
         for event in events {
             switch event.kind {
@@ -54,7 +72,9 @@ public struct RollupDelta: Sendable, Equatable {
                 let start =
                     event.occurredAt.microsecondsSinceEpoch.floorDivided(by: Self.quarterHour).quotient
                     * Self.quarterHour
-                visits[QuarterHour(start: start, spaceID: event.spaceID ?? Event.defaultSpaceID), default: 0] += 1
+                let quarterHour = QuarterHour(start: start, spaceID: event.spaceID ?? Event.defaultSpaceID)
+                visits[quarterHour, default: 0] += 1
+                members.insert(MemberVisit(quarterHour: quarterHour, userID: event.userID))
                 users[event.userID, default: UserActivity()].record(visitAt: event.occurredAt)
                 checkins += 1
                 firstCheckin = min(firstCheckin ?? event.occurredAt, event.occurredAt)

@@ -17,8 +17,9 @@ public struct FoldResult: Sendable, Equatable {
 /// The statements that fold a batch of events into the rollups, inside the caller's transaction.
 ///
 /// Every transaction touches the tables in one order (`counted_events`, `visits_quarter_hour`,
-/// `visits_local_day`, `user_activity`, `fold_totals`) and each table's rows in key order, so replicas folding at
-/// the same time wait for one another at worst, and never deadlock.
+/// `visits_local_day`, `member_visits`, `user_activity`, `fold_totals`) and each table's rows in key order, so
+/// replicas folding at the same time wait for one another at worst, and never deadlock (`member_visits`, which has
+/// no key, is only appended to).
 public struct RollupWriter: Sendable {
     /// The row of `fold_totals` this consumer adds to; spreading replicas over rows keeps them from queueing on
     /// one row.
@@ -50,7 +51,7 @@ public struct RollupWriter: Sendable {
         // How many ids were new, and which, unless all were: the usual case needs no list. An id the batch
         // repeats is new once at most, like one counted before.
         let inserted = try connection.query(
-            "SELECT counted, counted_id FROM count_new_events($1)", [prepared.ids])
+            "SELECT counted, counted_id FROM count_new_ids($1)", [prepared.ids])
         let rows: FoldRows
         let counted: Int
         if try inserted[0].int(0) == prepared.events.count {
@@ -77,6 +78,10 @@ public struct RollupWriter: Sendable {
             // Every zone of report_zones is folded here. `consumer migrate` fills a new zone while it holds a
             // lock that the statement above waits for, so each visit reaches a new zone's rows exactly once.
             try connection.query(Self.localDaysSQL, visits)
+        }
+        if let members = rows.members {
+            try connection.query(
+                "INSERT INTO member_visits SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int[])", members)
         }
         // A user whose visits after the update are the batch's own had none before.
         let firstVisitors = try connection.query(
@@ -143,6 +148,9 @@ public struct PreparedFold: Sendable {
 struct FoldRows: Sendable {
     /// Bucket starts, spaces and visits of the 15-minute rows; nil when the events hold no check-in.
     var visits: [PostgresParameter]?
+    /// Bucket starts, spaces and members of the members' visits, in bucket order (the order the BRIN index of
+    /// `member_visits` keeps ranges of); nil when the events hold no check-in.
+    var members: [PostgresParameter]?
     /// Ids, visits, first and last visits and join times of the users.
     var users: [PostgresParameter]
     var totalsSlot: Int
@@ -152,12 +160,17 @@ struct FoldRows: Sendable {
 
     init(_ delta: RollupDelta, totalsSlot: Int) {
         if delta.visits.isEmpty {
-            visits = nil
+            (visits, members) = (nil, nil)
         } else {
             let buckets = delta.visits.sorted { $0.key < $1.key }
             visits = [
                 buckets.map { Timestamp(microsecondsSinceEpoch: $0.key.start) }.postgresParameter,
                 buckets.map(\.key.spaceID).postgresParameter, buckets.map { Int64($0.value) }.postgresParameter,
+            ]
+            let visitors = delta.members.sorted()
+            members = [
+                visitors.map { Timestamp(microsecondsSinceEpoch: $0.quarterHour.start) }.postgresParameter,
+                visitors.map(\.quarterHour.spaceID).postgresParameter, visitors.map(\.userID).postgresParameter,
             ]
         }
         // Sorting the ids alone and looking each up cost a third of sorting the (id, activity) pairs.

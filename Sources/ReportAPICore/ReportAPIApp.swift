@@ -138,6 +138,13 @@ public enum ReportAPIApp {
                 return format == .csv ? ReportCSV.weekdayHours(cells) : ReportJSON.weekdayHours(cells)
             }
         }
+        router.get("api/reports/unique_visitors") { request, _ -> Response in
+            try await cachedReport(request, parse: usageQuery) { query, format in
+                let (days, total) = try await store.uniqueVisitors(query)
+                return format == .csv
+                    ? ReportCSV.uniqueVisitors(days, total: total) : ReportJSON.uniqueVisitors(days, total: total)
+            }
+        }
         router.get("api/reports/top_members") { request, _ -> Response in
             try await cachedReport(request, parse: { try TopMembersQuery(parameters: $0) }) { query, format in
                 let members = try await store.topMembers(limit: query.limit)

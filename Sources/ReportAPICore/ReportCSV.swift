@@ -10,6 +10,12 @@ enum ReportCSV {
         lines(["day,visits"] + days.map { "\($0.day),\($0.visits)" })
     }
 
+    /// A row per day, then the range's distinct members on a row whose day is `total` (not the sum of the days: a
+    /// member who came on several days counts once).
+    static func uniqueVisitors(_ days: [(day: String, visits: Int)], total: Int) -> String {
+        lines(["day,unique_visitors"] + days.map { "\($0.day),\($0.visits)" } + ["total,\(total)"])
+    }
+
     /// All 24 hours.
     static func hourlyUsage(_ hours: [Int: Int]) -> String {
         lines(["hour,visits"] + (0..<24).map { "\(ReportJSON.pad2($0)),\(hours[$0] ?? 0)" })

@@ -8,6 +8,11 @@ enum ReportJSON {
         "{" + days.map { "\"\($0.day)\":\($0.visits)" }.joined(separator: ",") + "}"
     }
 
+    /// Distinct members per day and over the range: `{"days":{"2023-02-07":12,"2023-02-08":9},"total":17}`.
+    static func uniqueVisitors(_ days: [(day: String, visits: Int)], total: Int) -> String {
+        "{\"days\":" + dailyUsage(days) + ",\"total\":\(total)}"
+    }
+
     /// All 24 hours, `{"00":3,"01":0,...,"23":5}`.
     static func hourlyUsage(_ hours: [Int: Int]) -> String {
         "{" + (0..<24).map { "\"\(pad2($0))\":\(hours[$0] ?? 0)" }.joined(separator: ",") + "}"

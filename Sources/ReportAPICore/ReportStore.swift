@@ -26,9 +26,18 @@ public struct ReportStore: Sendable {
     /// three years of them for 20 spaces took about 0.6 s here, well within the default statement timeout.
     public static let maxQuarterHourRangeDays = 1_096
 
-    /// Refuses a range in a zone without daily rows that spans more than `maxQuarterHourRangeDays` days with data:
-    /// the range is cut to the first and last days with data, as the queries cut it.
+    /// Refuses a range in a zone without daily rows that spans more than `maxQuarterHourRangeDays` days with data.
     private func checkQuarterHourRange(_ query: UsageQuery) async throws {
+        guard let days = try await daysWithData(query), days > Self.maxQuarterHourRangeDays else { return }
+        throw QueryError(
+            "from..to spans \(days) days of data in \(query.zone), a zone without "
+                + "daily rows (not in REPORT_TIMEZONES), where a report may span \(Self.maxQuarterHourRangeDays) days "
+                + "at most: narrow from and to, or ask in a zone of REPORT_TIMEZONES")
+    }
+
+    /// The days from..to spans in `query.zone` once cut to the first and last days with data, as the queries of
+    /// 15-minute rows cut it; nil without data.
+    private func daysWithData(_ query: UsageQuery) async throws -> Int? {
         let bounds = try await pool.withConnection {
             try await $0.query(
                 """
@@ -38,14 +47,8 @@ public struct ReportStore: Sendable {
                 """, [query.zone])
         }[0]
         guard let dataFirst = bounds[0].flatMap({ LocalDate($0) }), let dataLast = bounds[1].flatMap({ LocalDate($0) })
-        else { return }
-        let first = max(query.from ?? dataFirst, dataFirst)
-        let last = min(query.to ?? dataLast, dataLast)
-        guard last.dayNumber - first.dayNumber >= Self.maxQuarterHourRangeDays else { return }
-        throw QueryError(
-            "from..to spans \(last.dayNumber - first.dayNumber + 1) days of data in \(query.zone), a zone without "
-                + "daily rows (not in REPORT_TIMEZONES), where a report may span \(Self.maxQuarterHourRangeDays) days "
-                + "at most: narrow from and to, or ask in a zone of REPORT_TIMEZONES")
+        else { return nil }
+        return min(query.to ?? dataLast, dataLast).dayNumber - max(query.from ?? dataFirst, dataFirst).dayNumber + 1
     }
 
     /// Visits per local day, ascending; days without visits are left out.
@@ -88,6 +91,48 @@ public struct ReportStore: Sendable {
         let rows = try await pool.withConnection { try await $0.query(sql, query.parameters) }
         let days = try rows.rows.map { (day: try $0.string(0), visits: try $0.int(1)) }
         return query.fillsZeros ? Self.zeroFilled(days, from: query.from, to: query.to) : days
+    }
+
+    /// Distinct members per local day of any zone, ascending (days without visits left out), and distinct members
+    /// over the whole range: a member who came on several days, or to several spaces, counts once in the total.
+    /// Counted from the members' 15-minute rows between the range's local midnights, and bounded as the reports
+    /// of 15-minute rows are.
+    public func uniqueVisitors(_ query: UsageQuery) async throws -> (days: [(day: String, visits: Int)], total: Int) {
+        if let days = try await daysWithData(query), days > Self.maxQuarterHourRangeDays {
+            throw QueryError(
+                "from..to spans \(days) days of data, and unique_visitors may span "
+                    + "\(Self.maxQuarterHourRangeDays) days at most: narrow from and to")
+        }
+        // Each member's row falls in the local day whose midnight is the last one before it (the binary search of
+        // daily_usage); the range's total, with a NULL day, is sorted last and is there even without rows.
+        let rows = try await pool.withConnection {
+            try await $0.query(
+                """
+                WITH data AS (
+                    SELECT (min(bucket_start) AT TIME ZONE $1::text)::date AS first,
+                           (max(bucket_start) AT TIME ZONE $1::text)::date AS last
+                    FROM visits_quarter_hour
+                ), span AS (
+                    SELECT greatest($2::date, data.first) AS first, least($3::date, data.last) AS last FROM data
+                ), midnights AS (
+                    SELECT array_agg(day::date::timestamp AT TIME ZONE $1::text ORDER BY day) AS at
+                    FROM span, generate_series(span.first, span.last + 1, interval '1 day') AS day
+                ), members AS MATERIALIZED (
+                    SELECT DISTINCT width_bucket(m.bucket_start, midnights.at) AS number, m.user_id
+                    FROM member_visits m, midnights
+                    WHERE m.bucket_start >= midnights.at[1] AND m.bucket_start < midnights.at[cardinality(midnights.at)]
+                      AND ($4::text IS NULL OR m.space_id = $4)
+                )
+                SELECT (span.first + members.number - 1)::text, count(*)::bigint
+                FROM span, members GROUP BY span.first, members.number
+                UNION ALL
+                SELECT NULL, count(*) FROM (SELECT DISTINCT user_id FROM members) AS everyone
+                ORDER BY 1 NULLS LAST
+                """, query.parameters)
+        }
+        let days = try rows.rows.dropLast().map { (day: try $0.string(0), visits: try $0.int(1)) }
+        let total = try rows[rows.count - 1].int(1)
+        return (query.fillsZeros ? Self.zeroFilled(days, from: query.from, to: query.to) : days, total)
     }
 
     /// `days` with every day from `from` (else the first of `days`) to `to` (else the last), 0 where absent.

@@ -1,5 +1,5 @@
 """Opens the report API's dashboard in headless Chromium (Debian's, driven by Playwright) and prints, as JSON, what
-the page shows: the chart's data, the heat map's cells, the members' table and the summary. The Swift test that runs
+the page shows: the chart's data (visits and unique visitors), the heat map's cells, the members' table and the summary. The Swift test that runs
 this compares them with the API's own answers.
 
     python3 dashboard.py BASE_URL TOKEN ZONE RANGE SPACE SCREENSHOT
@@ -58,11 +58,14 @@ def main(base_url, token, zone, range_, space, screenshot):
                     query: JSON.parse(document.body.dataset.loaded),
                     labels: chart.data.labels,
                     data: chart.data.datasets[0].data,
+                    unique: chart.data.datasets[1]?.data ?? null,
                     heat,
                     members,
                     summary,
                     lastFolded: document.getElementById('freshness').dataset.lastFolded,
                     error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
+                    uniqueError: document.getElementById('unique-error').hidden
+                        ? null : document.getElementById('unique-error').textContent,
                 };
             }"""
         )

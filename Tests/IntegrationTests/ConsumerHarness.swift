@@ -172,6 +172,10 @@ struct ConsumerHarness {
             let start = try #require(try row.optionalTimestamp(0))
             stored.quarterHours["\(start.rfc3339) \(try row.string(1))"] = try row.int(2)
         }
+        for row in try await connection.query("SELECT bucket_start, space_id, user_id FROM member_visits").rows {
+            let start = try #require(try row.optionalTimestamp(0))
+            stored.memberVisits.insert("\(start.rfc3339) \(try row.string(1)) \(try row.int(2))")
+        }
         let users = try await connection.query(
             "SELECT user_id, visits, first_visit_at, last_visit_at, joined_at FROM user_activity")
         for row in users.rows {
@@ -216,6 +220,8 @@ struct ExpectedRollups: Equatable {
     var daily: [String: Int] = [:]
     var hourly: [String: Int] = [:]
     var quarterHours: [String: Int] = [:]
+    /// `bucket space user` of every member's visit to a space in a 15-minute bucket (RFC 3339).
+    var memberVisits: Set<String> = []
     var users: [Int32: User] = [:]
     var checkins = 0
     /// Users with at least one visit, as the folds counted them in `fold_totals`.
@@ -252,6 +258,7 @@ struct ExpectedRollups: Equatable {
                 }
                 let quarter = micros.floorDivided(by: 900_000_000).quotient * 900_000_000
                 quarterHours["\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space)", default: 0] += 1
+                memberVisits.insert("\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space) \(event.userID)")
                 var user = users[event.userID, default: User()]
                 user.visits += 1
                 user.first = min(user.first ?? event.occurredAt, event.occurredAt)

@@ -31,11 +31,15 @@ struct DashboardBrowserTests {
         var query: Query
         var labels: [String]
         var data: [Int]
+        /// The chart's unique visitors per day; nil when the chart has none (a zone not in REPORT_TIMEZONES).
+        var unique: [Int]?
         var heat: [String: [String: Int]]
         var members: [[String]]
         var summary: [String]
         var lastFolded: String
         var error: String?
+        /// The line that says why unique visitors are missing, if they are.
+        var uniqueError: String?
         var pageErrors: [String]
     }
 
@@ -44,9 +48,9 @@ struct DashboardBrowserTests {
         let harness = try await ReportFormatsTests.folded(events)
         let tokens = try APITokenTests.tokensFile(APITokenTests.digest + "\n")
         defer { try? FileManager.default.removeItem(atPath: tokens) }
-        let pool = PostgresPool(
-            configuration: try TestServers.readerDatabase(schema: harness.schema), maxConnections: 4,
-            logger: TestServers.logger)
+        var reader = try TestServers.readerDatabase(schema: harness.schema)
+        reader.statementTimeout = .milliseconds(500)
+        let pool = PostgresPool(configuration: reader, maxConnections: 4, logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
             store: ReportStore(pool: pool), zones: ReportZones(folded: ReportAPITests.zones, defaultZone: "UTC"),
             cacheLifetime: .seconds(1), tokens: try APITokens.fromFile(tokens), registry: PrometheusCollectorRegistry(),
@@ -81,6 +85,22 @@ struct DashboardBrowserTests {
             let visitsOfHQ = expected.daily.filter { $0.key.hasSuffix(" hq") }.values.reduce(0, +)
             #expect(shown.data.reduce(0, +) == visitsOfHQ)
 
+            // The chart's line and the summary's figure: unique visitors per day and over the range, as
+            // unique_visitors answers, and as the model counts them.
+            struct UniqueVisitors: Decodable {
+                var days: [String: Int]
+                var total: Int
+            }
+            let unique = try JSONDecoder().decode(
+                UniqueVisitors.self,
+                from: try await answer("/api/reports/unique_visitors?tz=Asia/Kolkata&space=hq&fill=zero"))
+            #expect(shown.unique == shown.labels.map { unique.days[$0] ?? -1 })
+            let model = try ReportFormatsTests.expectedUniqueVisitors(
+                expected, zone: "Asia/Kolkata", from: "0000-01-01", to: "9999-12-31", space: "hq")
+            #expect(unique.days.filter { $0.value > 0 } == model.days)
+            #expect(unique.total == model.total)
+            #expect(shown.summary.dropFirst(2).first?.replacingOccurrences(of: ",", with: "") == "\(model.total)")
+
             // The heat map's 7 × 24 cells, as weekday_hours answers.
             let cells = try JSONDecoder().decode(
                 [String: [String: Int]].self,
@@ -107,6 +127,27 @@ struct DashboardBrowserTests {
                 try JSONSerialization.jsonObject(with: try await answer("/api/reports/summary")) as? [String: Any])
             #expect(shown.lastFolded == summary["last_folded_at"] as? String)
             #expect(shown.summary.first?.replacingOccurrences(of: ",", with: "") == "\(expected.checkins)")
+
+            // When unique_visitors cannot answer (here it waits for a lock past the statement timeout, as a long
+            // range on a large history does), the page shows the other reports and says why.
+            let locker = try await harness.database()
+            try await locker.execute("BEGIN; LOCK TABLE member_visits IN ACCESS EXCLUSIVE MODE")
+            let degraded = try await Self.openPage(
+                port: port, token: "s3cret-token", zone: "UTC", range: "all", space: "",
+                screenshot: Self.output.appendingPathComponent("dashboard-without-unique.png").path)
+            try await locker.execute("ROLLBACK")
+            #expect(degraded.error == nil)
+            #expect(degraded.unique == nil)
+            #expect(degraded.summary.dropFirst(2).first == "not available")
+            #expect(
+                degraded.uniqueError
+                    == "Unique visitors: the report took longer than the statement timeout (DB_STATEMENT_TIMEOUT_MS, "
+                    + "500 ms): narrow the range or try again later")
+            let utcDays = try JSONDecoder().decode(
+                [String: Int].self, from: try await answer("/api/reports/daily_usage?tz=UTC&fill=zero"))
+            #expect(degraded.data == degraded.labels.map { utcDays[$0] ?? -1 })
+            #expect(degraded.data.reduce(0, +) == expected.checkins)
+            #expect(degraded.pageErrors.allSatisfy { $0.contains("status of 503") }, "\(degraded.pageErrors)")
         }
         #expect(FileManager.default.fileExists(atPath: screenshot.path))
         try await harness.cleanup()

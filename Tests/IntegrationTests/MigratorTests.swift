@@ -19,14 +19,15 @@ struct MigratorTests {
         let migrator = Migrator(schema: schema, zones: ["UTC"])
         let first = try await migrator.run(on: Self.connect(schema), logger: TestServers.logger)
         #expect(
-            first == Migrator.Report(appliedVersions: [1, 2, 3, 4], addedZones: ["UTC"], removedZones: [], version: 4))
+            first
+                == Migrator.Report(appliedVersions: [1, 2, 3, 4, 5], addedZones: ["UTC"], removedZones: [], version: 5))
         let second = try await migrator.run(on: Self.connect(schema), logger: TestServers.logger)
-        #expect(second == Migrator.Report(appliedVersions: [], addedZones: [], removedZones: [], version: 4))
+        #expect(second == Migrator.Report(appliedVersions: [], addedZones: [], removedZones: [], version: 5))
         let tables = try await Self.connect(schema).query(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1", [schema])
         #expect(
             try tables.rows.map { try $0.string(0) } == [
-                "counted_events", "fold_totals", "report_zones", "schema_migrations", "user_activity",
+                "counted_events", "fold_totals", "member_visits", "report_zones", "schema_migrations", "user_activity",
                 "visits_local_day", "visits_quarter_hour",
             ])
         try await Self.drop(schema)
@@ -41,9 +42,9 @@ struct MigratorTests {
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(reports.flatMap(\.appliedVersions) == [1, 2, 3, 4])
+        #expect(reports.flatMap(\.appliedVersions) == [1, 2, 3, 4, 5])
         #expect(reports.flatMap(\.addedZones).sorted() == ["Asia/Kolkata", "UTC"])
-        #expect(reports.allSatisfy { $0.version == 4 })
+        #expect(reports.allSatisfy { $0.version == 5 })
         let ready = try await Self.connect(schema).query("SELECT zone FROM report_zones WHERE ready ORDER BY zone")
         #expect(try ready.rows.map { try $0.string(0) } == ["Asia/Kolkata", "UTC"])
         try await Self.drop(schema)
@@ -104,7 +105,11 @@ struct MigratorTests {
             INSERT INTO fold_totals (slot, checkins) VALUES (5, 4);
             """)
         let report = try await Migrator(schema: schema, zones: ["UTC"]).run(on: connection, logger: TestServers.logger)
-        #expect(report == Migrator.Report(appliedVersions: [2, 3, 4], addedZones: [], removedZones: [], version: 4))
+        #expect(
+            report
+                == Migrator.Report(
+                    appliedVersions: [2, 3, 4, 5], addedZones: [], removedZones: [], version: 5,
+                    checkinsWithoutMembers: 4))
         let (daily, hourly) = try await connection.localDays()
         #expect(daily == ["UTC 2023-02-07 hq": 3, "UTC 2023-02-08 hq": 1])
         #expect(hourly == ["UTC 2023-02-07 8 hq": 2, "UTC 2023-02-07 23 hq": 1, "UTC 2023-02-08 0 hq": 1])

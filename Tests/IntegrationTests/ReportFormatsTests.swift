@@ -155,6 +155,79 @@ struct ReportFormatsTests {
         try await harness.cleanup()
     }
 
+    /// Distinct members per local day of `zone` in from...to, and over the whole range, for `space` or all, from
+    /// the reference model's members' visits, their local days from Foundation's calendar.
+    static func expectedUniqueVisitors(
+        _ expected: ExpectedRollups, zone: String, from: String, to: String, space: String? = nil
+    ) throws -> (days: [String: Int], total: Int) {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = try #require(TimeZone(identifier: zone))
+        var members: [String: Set<String>] = [:]
+        for visit in expected.memberVisits {
+            let parts = visit.split(separator: " ").map(String.init)
+            guard space == nil || parts[1] == space else { continue }
+            let seconds = try Timestamp(rfc3339: parts[0]).microsecondsSinceEpoch / 1_000_000
+            let local = calendar.dateComponents(
+                [.year, .month, .day], from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+            let day = String(format: "%04d-%02d-%02d", local.year!, local.month!, local.day!)
+            guard day >= from, day <= to else { continue }
+            members[day, default: []].insert(parts[2])
+        }
+        return (members.mapValues(\.count), members.values.reduce(into: Set<String>()) { $0.formUnion($1) }.count)
+    }
+
+    @Test func uniqueVisitorsCountEachMemberOncePerDayAndOncePerRangeInAnyZone() async throws {
+        let events = workload(events: 3_000, users: 120, seed: 29)
+        let harness = try await Self.folded(events)
+        let expected = try ExpectedRollups(events: events, zones: ReportAPITests.zones + ["Asia/Kathmandu"])
+        let router = try ReportAPITests.router(schema: harness.schema)
+        try await Application(router: router).test(.router) { client in
+            // A zone of REPORT_TIMEZONES, one space of it, and a zone that is not listed (UTC+05:45).
+            for (zone, space) in [("Asia/Kolkata", nil), ("Asia/Kolkata", "hq"), ("Asia/Kathmandu", nil)] {
+                let (days, total) = try Self.expectedUniqueVisitors(
+                    expected, zone: zone, from: "2023-03-01", to: "2023-03-31", space: space)
+                // The workload repeats members within a day and across days, so that counting visits instead of
+                // members, or adding the days' counts up, would give other numbers.
+                #expect(days.values.reduce(0, +) > total)
+                let visits = try #require(
+                    try JSONSerialization.jsonObject(
+                        with: Data(
+                            ReportAPITests.expectedDaily(
+                                expected, zone: zone, from: "2023-03-01", to: "2023-03-31", space: space
+                            ).utf8)) as? [String: Int])
+                #expect(visits.values.reduce(0, +) > days.values.reduce(0, +))
+                let filled = (1...31).map { String(format: "2023-03-%02d", $0) }.map { ($0, days[$0] ?? 0) }
+                let query = "tz=\(zone)&from=2023-03-01&to=2023-03-31" + (space.map { "&space=\($0)" } ?? "")
+                let json = filled.filter { $0.1 > 0 }.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",")
+                #expect(
+                    try await Self.get(client, "/api/reports/unique_visitors?\(query)").body
+                        == "{\"days\":{\(json)},\"total\":\(total)}", "\(zone), space \(space ?? "all")")
+                let csv = "day,unique_visitors\r\n" + filled.map { "\($0.0),\($0.1)\r\n" }.joined()
+                #expect(
+                    try await Self.get(client, "/api/reports/unique_visitors?\(query)&fill=zero&format=csv").body
+                        == csv + "total,\(total)\r\n")
+            }
+            // A member who came to two spaces on one day counts once in that day's count of all spaces.
+            func dayCounts(_ space: String?) throws -> Int {
+                try Self.expectedUniqueVisitors(
+                    expected, zone: "Asia/Kolkata", from: "2023-03-01", to: "2023-03-31", space: space
+                ).days.values.reduce(0, +)
+            }
+            let spacesDayCounts: Int = try ["annex.b_2", "default", "hq"].map(dayCounts).reduce(0, +)
+            #expect(try dayCounts(nil) < spacesDayCounts)
+
+            // Every member of the workload over all time; none in a range without visits.
+            let everyone = expected.users.values.count { $0.visits > 0 }
+            #expect(
+                try await Self.get(client, "/api/reports/unique_visitors?tz=America/New_York").body
+                    .hasSuffix(",\"total\":\(everyone)}"))
+            #expect(
+                try await Self.get(client, "/api/reports/unique_visitors?tz=UTC&from=2020-01-01&to=2020-12-31").body
+                    == #"{"days":{},"total":0}"#)
+        }
+        try await harness.cleanup()
+    }
+
     @Test(
         "Accept asks for CSV only when it weighs text/csv above JSON",
         arguments: [

@@ -61,10 +61,13 @@ function cell(tag, text, attributes = {}) {
   return element;
 }
 
-function renderSummary(summary) {
+/// `unique` is `{ error }` when unique_visitors did not answer (a long range on a large history can pass the
+/// statement timeout): the other reports are shown without it.
+function renderSummary(summary, unique) {
   const figures = [
     ["Check-ins", summary.checkins.toLocaleString()],
     ["Members who came", summary.users.toLocaleString()],
+    ["Unique visitors in the range", unique.error ? "not available" : unique.total.toLocaleString()],
     ["First check-in", summary.first_checkin_at ? new Date(summary.first_checkin_at).toLocaleString() : "none"],
     ["Last check-in", summary.last_checkin_at ? new Date(summary.last_checkin_at).toLocaleString() : "none"],
   ];
@@ -80,9 +83,16 @@ function renderSummary(summary) {
   byId("freshness").dataset.lastFolded = folded ?? "";
 }
 
-function renderDaily(days) {
+function renderDaily(days, unique) {
   const labels = Object.keys(days);
   const data = Object.values(days);
+  const datasets = [{ label: "Visits", data, backgroundColor: "#2563eb" }];
+  if (!unique.error) {
+    datasets.push({ type: "line", label: "Unique visitors", data: labels.map((day) => unique.days[day] ?? 0),
+      borderColor: "#ea580c", backgroundColor: "#ea580c", pointRadius: 2 });
+  }
+  byId("unique-error").textContent = unique.error ? "Unique visitors: " + unique.error.message : "";
+  byId("unique-error").hidden = !unique.error;
   if (typeof Chart === "undefined") {
     byId("chart-missing").hidden = false;
     return;
@@ -90,12 +100,12 @@ function renderDaily(days) {
   if (!dailyChart) {
     dailyChart = new Chart(byId("daily-chart"), {
       type: "bar",
-      data: { labels, datasets: [{ label: "Visits", data, backgroundColor: "#2563eb" }] },
+      data: { labels, datasets },
       options: { maintainAspectRatio: false, animation: false, scales: { y: { beginAtZero: true } } },
     });
   } else {
     dailyChart.data.labels = labels;
-    dailyChart.data.datasets[0].data = data;
+    dailyChart.data.datasets = datasets;
     dailyChart.update();
   }
 }
@@ -133,14 +143,15 @@ function renderMembers(members) {
 async function load() {
   try {
     const query = selection();
-    const [summary, days, cells, members] = await Promise.all([
+    const [summary, days, unique, cells, members] = await Promise.all([
       api("/api/reports/summary").then((r) => { summaryTag = r.headers.get("ETag"); return r.json(); }),
       api("/api/reports/daily_usage", { ...query, fill: "zero" }).then((r) => r.json()),
+      api("/api/reports/unique_visitors", { ...query, fill: "zero" }).then((r) => r.json(), (error) => ({ error })),
       api("/api/reports/weekday_hours", query).then((r) => r.json()),
       api("/api/reports/top_members", { limit: 10 }).then((r) => r.json()),
     ]);
-    renderSummary(summary);
-    renderDaily(days);
+    renderSummary(summary, unique);
+    renderDaily(days, unique);
     renderHeatmap(cells);
     renderMembers(members);
     showError(null);
