@@ -228,6 +228,29 @@ struct ReportFormatsTests {
         try await harness.cleanup()
     }
 
+    /// Like the reports of 15-minute rows, unique_visitors reads every member's row of its range: a range is bounded
+    /// by the days it spans with data.
+    @Test func uniqueVisitorsRefuseARangeOfMoreThan1096DaysWithData() async throws {
+        let events = [
+            Timestamp(year: 2019, month: 1, day: 1, hour: 9), Timestamp(year: 2023, month: 6, day: 1, hour: 9),
+        ]
+        .map { Event(id: UUID(), kind: .checkin, userID: 7, occurredAt: $0, spaceID: "hq") }
+        let harness = try await Self.folded(events)
+        let router = try ReportAPITests.router(schema: harness.schema)
+        try await Application(router: router).test(.router) { client in
+            let all = try await Self.get(client, "/api/reports/unique_visitors?tz=UTC")
+            #expect(all.status == .badRequest)
+            #expect(
+                all.body
+                    == #"{"error":"from..to spans 1613 days of data, and unique_visitors may span 1096 days at most: "#
+                    + #"narrow from and to"}"#)
+            #expect(
+                try await Self.get(client, "/api/reports/unique_visitors?tz=UTC&from=2021-01-01").body
+                    == #"{"days":{"2023-06-01":1},"total":1}"#)
+        }
+        try await harness.cleanup()
+    }
+
     @Test(
         "Accept asks for CSV only when it weighs text/csv above JSON",
         arguments: [
