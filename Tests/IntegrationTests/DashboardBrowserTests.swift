@@ -31,7 +31,7 @@ struct DashboardBrowserTests {
         var query: Query
         var labels: [String]
         var data: [Int]
-        /// The chart's unique visitors per day; nil when the chart has none (a zone not in REPORT_TIMEZONES).
+        /// The chart's unique visitors per day; nil when the chart has none (unique_visitors did not answer).
         var unique: [Int]?
         var heat: [String: [String: Int]]
         var members: [[String]]
