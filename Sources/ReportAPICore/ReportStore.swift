@@ -67,16 +67,7 @@ public struct ReportStore: Sendable {
             // a binary search among the range's midnights, instead of a time zone conversion per row. The range is
             // cut to the days with data, so a far `from` or `to` generates no empty days.
             sql = """
-                WITH data AS (
-                    SELECT (min(bucket_start) AT TIME ZONE $1::text)::date AS first,
-                           (max(bucket_start) AT TIME ZONE $1::text)::date AS last
-                    FROM visits_quarter_hour
-                ), span AS (
-                    SELECT greatest($2::date, data.first) AS first, least($3::date, data.last) AS last FROM data
-                ), midnights AS (
-                    SELECT array_agg(day::date::timestamp AT TIME ZONE $1::text ORDER BY day) AS at
-                    FROM span, generate_series(span.first, span.last + 1, interval '1 day') AS day
-                )
+                \(Self.rangeMidnights)
                 SELECT (span.first + days.number - 1)::text, days.visits
                 FROM span, (
                     SELECT width_bucket(v.bucket_start, midnights.at) AS number, sum(v.visits)::bigint AS visits
@@ -108,16 +99,7 @@ public struct ReportStore: Sendable {
         let rows = try await pool.withConnection {
             try await $0.query(
                 """
-                WITH data AS (
-                    SELECT (min(bucket_start) AT TIME ZONE $1::text)::date AS first,
-                           (max(bucket_start) AT TIME ZONE $1::text)::date AS last
-                    FROM visits_quarter_hour
-                ), span AS (
-                    SELECT greatest($2::date, data.first) AS first, least($3::date, data.last) AS last FROM data
-                ), midnights AS (
-                    SELECT array_agg(day::date::timestamp AT TIME ZONE $1::text ORDER BY day) AS at
-                    FROM span, generate_series(span.first, span.last + 1, interval '1 day') AS day
-                ), members AS MATERIALIZED (
+                \(Self.rangeMidnights), members AS MATERIALIZED (
                     SELECT DISTINCT width_bucket(m.bucket_start, midnights.at) AS number, m.user_id
                     FROM member_visits m, midnights
                     WHERE m.bucket_start >= midnights.at[1] AND m.bucket_start < midnights.at[cardinality(midnights.at)]
@@ -134,6 +116,21 @@ public struct ReportStore: Sendable {
         let total = try rows[rows.count - 1].int(1)
         return (query.fillsZeros ? Self.zeroFilled(days, from: query.from, to: query.to) : days, total)
     }
+
+    /// The CTEs `span` (from..to in zone `$1`, cut to the first and last days with data) and `midnights` (the
+    /// instants of its local midnights, the day after the last included), for the reports of 15-minute rows.
+    private static let rangeMidnights = """
+        WITH data AS (
+            SELECT (min(bucket_start) AT TIME ZONE $1::text)::date AS first,
+                   (max(bucket_start) AT TIME ZONE $1::text)::date AS last
+            FROM visits_quarter_hour
+        ), span AS (
+            SELECT greatest($2::date, data.first) AS first, least($3::date, data.last) AS last FROM data
+        ), midnights AS (
+            SELECT array_agg(day::date::timestamp AT TIME ZONE $1::text ORDER BY day) AS at
+            FROM span, generate_series(span.first, span.last + 1, interval '1 day') AS day
+        )
+        """
 
     /// `days` with every day from `from` (else the first of `days`) to `to` (else the last), 0 where absent.
     static func zeroFilled(_ days: [(day: String, visits: Int)], from: LocalDate?, to: LocalDate?)

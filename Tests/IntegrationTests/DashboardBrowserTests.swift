@@ -158,17 +158,7 @@ struct DashboardBrowserTests {
         async throws -> Shown
     {
         let arguments = ["python3", script.path, "http://127.0.0.1:\(port)", token, zone, range, space, screenshot]
-        let (status, data) = try await offThePool {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, data)
-        }
+        let (status, data) = try await runToEnd(arguments)
         #expect(status == 0, "dashboard.py failed")
         return try JSONDecoder().decode(Shown.self, from: data)
     }

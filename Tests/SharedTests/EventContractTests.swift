@@ -46,17 +46,7 @@ struct EventContractTests {
             "python3", "-c", script, Self.root.appendingPathComponent("asyncapi.yaml").path,
             Self.root.appendingPathComponent("Tests/Fixtures/event-corpus.json").path,
         ]
-        let (status, data) = try await offThePool {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = arguments
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, data)
-        }
+        let (status, data) = try await runToEnd(arguments)
         try #require(status == 0, "python3 with yaml and jsonschema is needed (scripts/test installs them)")
         let valid = try JSONDecoder().decode([Bool].self, from: data)
         let corpus = try Self.corpus()

@@ -8,3 +8,19 @@ public func offThePool<Value: Sendable>(_ body: @escaping @Sendable () throws ->
         Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
     }
 }
+
+/// Runs `arguments` (a program found on PATH, then its arguments) off the pool, and returns its exit status and
+/// standard output.
+public func runToEnd(_ arguments: [String]) async throws -> (status: Int32, output: Data) {
+    try await offThePool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, data)
+    }
+}
