@@ -16,6 +16,7 @@ public enum ConsumerApp {
         var configuration = ServiceGroupConfiguration(
             services: [
                 .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: MemberCompaction(configuration: settings.database, logger: logger)),
                 .init(service: probes),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -19,6 +19,8 @@ public struct Migrator: Sendable {
 
     /// The version that began keeping the members of check-ins (`member_visits`).
     static let membersVersion = 5
+    /// The version that began compacting the members' days of each zone (`member_days`).
+    static let memberDaysVersion = 6
 
     /// The newest schema version this program knows.
     public static var latestVersion: Int { migrations.last?.version ?? 0 }
@@ -59,6 +61,10 @@ public struct Migrator: Sendable {
         }
         let report = try await connection.withTransaction { connection in
             try connection.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["coworking.migrate." + schema])
+            // No compaction runs while zones change: one that had read the zones before would write a removed
+            // zone's members' days, or miss an added zone's.
+            try connection.query(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", [MemberCompactor.lockKey(schema: schema)])
             // Identifiers cannot be parameters; both were checked to be plain identifiers above.
             try connection.execute("CREATE SCHEMA IF NOT EXISTS \"\(schema)\"")
             try connection.execute(
@@ -87,6 +93,9 @@ public struct Migrator: Sendable {
                 current > 0 && applied.contains(Self.membersVersion)
                 ? try connection.query("SELECT coalesce(sum(checkins), 0)::bigint FROM fold_totals")[0].int(0) : 0
             let (added, removed) = try Self.synchronizeZones(zones, on: connection)
+            // Zones kept before version 6 get their members' days from the rows kept so far, as an added zone does.
+            let unfilled = current > 0 && applied.contains(Self.memberDaysVersion) ? zones.filter { !added.contains($0) } : []
+            try MemberCompactor.fill(zones: unfilled + added, schema: schema, on: connection)
             if let readerRole {
                 try connection.execute(
                     """
@@ -110,7 +119,7 @@ public struct Migrator: Sendable {
     }
 
     /// Makes `report_zones` hold exactly `zones`, each added one filled from the 15-minute rows before it is
-    /// marked ready. Runs inside the migration's transaction.
+    /// marked ready (its members' days are filled by the caller, in the same transaction).
     private static func synchronizeZones(_ zones: [String], on connection: isolated PostgresConnection) throws
         -> (added: [String], removed: [String])
     {
@@ -132,6 +141,7 @@ public struct Migrator: Sendable {
         try connection.execute("LOCK TABLE visits_quarter_hour IN SHARE MODE")
         for zone in removed {
             try connection.query("DELETE FROM visits_local_day WHERE zone = $1", [zone])
+            try connection.query("DELETE FROM member_days WHERE zone = $1", [zone])
             try connection.query("DELETE FROM report_zones WHERE zone = $1", [zone])
         }
         for zone in added {

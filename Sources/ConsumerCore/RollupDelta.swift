@@ -53,7 +53,8 @@ public struct RollupDelta: Sendable, Equatable {
     }
 
     public private(set) var visits: [QuarterHour: Int] = [:]
-    public private(set) var members: Set<MemberVisit> = []
+    /// Each member's visits to a space within a 15-minute bucket.
+    public private(set) var members: [MemberVisit: Int] = [:]
     public private(set) var users: [Int32: UserActivity] = [:]
     public private(set) var checkins = 0
     public private(set) var firstCheckin: Timestamp?
@@ -74,7 +75,7 @@ public struct RollupDelta: Sendable, Equatable {
                     * Self.quarterHour
                 let quarterHour = QuarterHour(start: start, spaceID: event.spaceID ?? Event.defaultSpaceID)
                 visits[quarterHour, default: 0] += 1
-                members.insert(MemberVisit(quarterHour: quarterHour, userID: event.userID))
+                members[MemberVisit(quarterHour: quarterHour, userID: event.userID), default: 0] += 1
                 users[event.userID, default: UserActivity()].record(visitAt: event.occurredAt)
                 checkins += 1
                 firstCheckin = min(firstCheckin ?? event.occurredAt, event.occurredAt)

@@ -17,9 +17,9 @@ public struct FoldResult: Sendable, Equatable {
 /// The statements that fold a batch of events into the rollups, inside the caller's transaction.
 ///
 /// Every transaction touches the tables in one order (`counted_events`, `visits_quarter_hour`,
-/// `visits_local_day`, `member_visits`, `user_activity`, `fold_totals`) and each table's rows in key order, so
-/// replicas folding at the same time wait for one another at worst, and never deadlock (`member_visits`, which has
-/// no key, is only appended to).
+/// `visits_local_day`, `member_visits_pending`, `user_activity`, `fold_totals`) and each table's rows in key order,
+/// so replicas folding at the same time wait for one another at worst, and never deadlock (`member_visits_pending`,
+/// which has no key, is only appended to; `MemberCompactor` moves its rows on later, outside the folds).
 public struct RollupWriter: Sendable {
     /// The row of `fold_totals` this consumer adds to; spreading replicas over rows keeps them from queueing on
     /// one row.
@@ -51,7 +51,7 @@ public struct RollupWriter: Sendable {
         // How many ids were new, and which, unless all were: the usual case needs no list. An id the batch
         // repeats is new once at most, like one counted before.
         let inserted = try connection.query(
-            "SELECT counted, counted_id FROM count_new_ids($1)", [prepared.ids])
+            "SELECT counted, counted_id FROM count_event_ids($1)", [prepared.ids])
         let rows: FoldRows
         let counted: Int
         if try inserted[0].int(0) == prepared.events.count {
@@ -81,7 +81,10 @@ public struct RollupWriter: Sendable {
         }
         if let members = rows.members {
             try connection.query(
-                "INSERT INTO member_visits SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int[])", members)
+                """
+                INSERT INTO member_visits_pending (bucket_start, space_id, user_id, visits)
+                SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int[], $4::int[])
+                """, members)
         }
         // A user whose visits after the update are the batch's own had none before.
         let firstVisitors = try connection.query(
@@ -148,8 +151,8 @@ public struct PreparedFold: Sendable {
 struct FoldRows: Sendable {
     /// Bucket starts, spaces and visits of the 15-minute rows; nil when the events hold no check-in.
     var visits: [PostgresParameter]?
-    /// Bucket starts, spaces and members of the members' visits, in bucket order (the order the BRIN index of
-    /// `member_visits` keeps ranges of); nil when the events hold no check-in.
+    /// Bucket starts, spaces, members and visits of the members' visits, in bucket order (the order the BRIN index
+    /// of `member_visits` keeps ranges of, once they are moved there); nil when the events hold no check-in.
     var members: [PostgresParameter]?
     /// Ids, visits, first and last visits and join times of the users.
     var users: [PostgresParameter]
@@ -167,10 +170,11 @@ struct FoldRows: Sendable {
                 buckets.map { Timestamp(microsecondsSinceEpoch: $0.key.start) }.postgresParameter,
                 buckets.map(\.key.spaceID).postgresParameter, buckets.map { Int64($0.value) }.postgresParameter,
             ]
-            let visitors = delta.members.sorted()
+            let visitors = delta.members.sorted { $0.key < $1.key }
             members = [
-                visitors.map { Timestamp(microsecondsSinceEpoch: $0.quarterHour.start) }.postgresParameter,
-                visitors.map(\.quarterHour.spaceID).postgresParameter, visitors.map(\.userID).postgresParameter,
+                visitors.map { Timestamp(microsecondsSinceEpoch: $0.key.quarterHour.start) }.postgresParameter,
+                visitors.map(\.key.quarterHour.spaceID).postgresParameter, visitors.map(\.key.userID).postgresParameter,
+                visitors.map { Int32($0.value) }.postgresParameter,
             ]
         }
         // Sorting the ids alone and looking each up cost a third of sorting the (id, activity) pairs.

@@ -17,7 +17,11 @@ struct Migration: Sendable {
 /// - `user_activity`: per user, visits, first and last visit, and `joined_at`;
 /// - `fold_totals`: the summary's totals, over a few rows so that replicas seldom wait for one another, and the
 ///   count of folds, the rollups' version (version 4), whose every change is signalled on `coworking_folds`;
-/// - `member_visits`: each member's visits to a space per 15-minute UTC bucket (version 5), for unique visitors;
+/// - `member_visits`: each member's visits to a space per 15-minute UTC bucket (version 5, with their number since
+///   version 6), for unique visitors and top members in any zone;
+/// - `member_visits_pending`, `member_days`, `member_ordinals` (version 6): the members' rows a fold appends wait in
+///   the first until `MemberCompactor` moves them to `member_visits` and into each folded zone's `member_days`, a
+///   bitmap of the members of each local day, over the dense numbers the last table gives them;
 /// - `counted_events`: the id of every event counted, the key that makes a redelivery count nothing.
 let migrations: [Migration] = [
     Migration(
@@ -168,6 +172,42 @@ let migrations: [Migration] = [
             -- A consumer older than version 5 would fold without members: with the function it counts ids with
             -- renamed, it stops at its next batch, which stays queued, instead of folding on.
             ALTER FUNCTION count_new_events(uuid[]) RENAME TO count_new_ids;
+            """),
+    Migration(
+        version: 6, description: "members' days compacted per zone, for unique visitors and top members",
+        sql: """
+            -- How many visits each row stands for, so that top members counts visits, not quarter hours. Rows of
+            -- earlier versions stand for one.
+            ALTER TABLE member_visits ADD COLUMN visits integer NOT NULL DEFAULT 1;
+
+            -- A fold appends its members here; MemberCompactor moves them, a second or so later and outside the
+            -- folds' transactions, to member_visits and into member_days. The reports read what waits here too, so
+            -- nothing counted is missing from them meanwhile. It holds seconds of check-ins: no index.
+            CREATE TABLE member_visits_pending (LIKE member_visits INCLUDING DEFAULTS);
+
+            -- Members numbered densely as they first appear, so that a day's members are a bitmap of a few KB.
+            CREATE TABLE member_ordinals (
+                user_id integer PRIMARY KEY,
+                ordinal integer NOT NULL UNIQUE CHECK (ordinal >= 0)
+            );
+            CREATE SEQUENCE member_ordinal_numbers MINVALUE 0 START 0;
+
+            -- For each zone of report_zones and local day, the members who came to each space, and to any space
+            -- (space_id ''): bit n of the bitmap set when member n came, and the visits beyond the first of those
+            -- who came more than once (MemberDay). A year of unique visitors or top members reads 365 rows.
+            CREATE TABLE member_days (
+                zone text NOT NULL,
+                day date NOT NULL,
+                space_id text NOT NULL,
+                members bytea NOT NULL,
+                repeats bytea NOT NULL,
+                PRIMARY KEY (zone, day, space_id)
+            );
+            -- Mostly bitmaps that are rewritten whole and compress little: kept out of line without compression.
+            ALTER TABLE member_days ALTER COLUMN members SET STORAGE EXTERNAL;
+
+            -- A consumer older than version 6 would append its members where the compactor never looks.
+            ALTER FUNCTION count_new_ids(uuid[]) RENAME TO count_event_ids;
             """),
 ]
 

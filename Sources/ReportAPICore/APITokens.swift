@@ -73,15 +73,22 @@ public struct APITokens: Sendable, Equatable {
     }
 }
 
-/// Lets a request to `/api/` through only with a bearer token of `tokens`; anything else answers 401 with
-/// `WWW-Authenticate: Bearer`. The probes, `/metrics` and the OpenAPI document stay open.
+/// Lets a request through to a route that needs the token only with a bearer token of `tokens`; anything else
+/// answers 401 with `WWW-Authenticate: Bearer`. Decided on the route the router matched (`context.endpointPath`), never
+/// on the path as sent: `//api/...`, `/api//reports/...` and a trailing slash reach the same route and need the same
+/// token. Every route needs it unless it is listed in `openRoutes`; a path no route serves answers 404 whatever its
+/// token, as it reaches nothing.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let tokens: APITokens
+    /// The routes anyone may reach, as the router names them (`RouterPath.description`).
+    let openRoutes: Set<String>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        guard request.uri.path.hasPrefix("/api/") else { return try await next(request, context) }
+        guard let route = context.endpointPath, !openRoutes.contains(route) else {
+            return try await next(request, context)
+        }
         let authorization = request.headers[.authorization]
         if tokens.accepts(authorization: authorization) { return try await next(request, context) }
         var challenge = #"Bearer realm="coworking reports""#

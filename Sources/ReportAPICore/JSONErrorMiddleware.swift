@@ -3,8 +3,8 @@ import Logging
 import Shared
 
 /// Turns every error into a JSON answer that shows no internals: 400 for a bad query, 404 for an unknown path,
-/// 405 for a method the path does not allow, 503 while the database is unreachable, 500 (logged, with no detail in
-/// the answer) for anything else. (Answering HEAD, the server sends the headers alone.)
+/// 405 for a method the path does not allow, 503 while the database is unreachable or the costly reports' turns are
+/// all taken, 500 (logged, with no detail in the answer) for anything else. (Answering HEAD, the server sends the headers alone.)
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
     /// Named in the answer when a query runs past it.
@@ -24,6 +24,16 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as QueryError {
             return json(ReportJSON.error(error.message), status: .badRequest)
+        } catch let error as CostlyReportsBusy {
+            logger.notice("Every turn of the costly reports stayed taken", metadata: [LogKey.error: "\(error.message)"])
+            return unavailable(error.message)
+        } catch let error as PostgresError where error.code == .cancelled {
+            logger.debug("A request's query was cancelled", metadata: [LogKey.error: "\(error)"])
+            return unavailable("the request was cancelled")
+        } catch is CancellationError {
+            // The client went away (or the server stops): nobody reads this answer.
+            logger.debug("A request was cancelled")
+            return unavailable("the request was cancelled")
         } catch let error as HTTPError where error.status == .notFound {
             return json(ReportJSON.error("no such path: \(request.uri.path)"), status: .notFound)
         } catch let error as HTTPError where error.status == .methodNotAllowed {

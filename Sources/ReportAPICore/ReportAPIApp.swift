@@ -52,11 +52,12 @@ public enum ReportAPIApp {
                 "No Chart.js at DASHBOARD_CHART_JS: the dashboard shows its tables without the chart",
                 metadata: ["path": "\(settings.chartLibrary)"])
         }
+        let disconnects = ClientDisconnects()
         let router = buildRouter(
             store: ReportStore(pool: pool), zones: settings.zones,
             cacheLifetime: settings.cacheLifetime, foldSignal: foldSignal, tokens: settings.tokens,
-            servesMetrics: settings.metricsPort == nil, dashboard: dashboard,
-            registry: registry, logger: logger)
+            limits: settings.limits, disconnects: disconnects, servesMetrics: settings.metricsPort == nil,
+            dashboard: dashboard, registry: registry, logger: logger)
         let writeTimeout = TimeAmount(settings.writeTimeout)
         let stalledClosed = registry.makeCounter(
             descriptor: MetricNameDescriptor(
@@ -67,7 +68,9 @@ public enum ReportAPIApp {
             router: router,
             server: .http1(
                 configuration: HTTP1Channel.Configuration(
-                    additionalChannelHandlers: [StalledWriteHandler(timeout: writeTimeout, closed: stalledClosed)],
+                    additionalChannelHandlers: [
+                        StalledWriteHandler(timeout: writeTimeout, closed: stalledClosed), disconnects.handler(),
+                    ],
                     idleTimeout: TimeAmount(settings.idleTimeout))),
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.bindAddress, port: settings.port), serverName: nil),
@@ -78,110 +81,55 @@ public enum ReportAPIApp {
             logger: logger.forFramework)
     }
 
+    /// The routes anyone may reach when `API_TOKENS_FILE` is set, as the router names them: the probes, the OpenAPI
+    /// document, the dashboard's page and assets (the page asks for the token itself), and `/metrics` where it is
+    /// served on `APP_PORT`. Every other route needs the token.
+    static let openRoutes: Set<String> = [
+        "/health_check", "/readiness_check", "/openapi.json", "/", "/dashboard/{file}", "/metrics",
+    ]
+
+    /// The routes outside the per-client limit: the probes, which the orchestrator calls, and the metrics.
+    static let unlimitedRoutes: Set<String> = ["/health_check", "/readiness_check", "/metrics"]
+
     /// The routes, separate from the server so that tests drive them with HummingbirdTesting.
     /// `foldSignal`, when given (and running), keeps cached answers exactly as fresh as the rollups; without it they
-    /// are kept for `cacheLifetime`.
+    /// are kept for `cacheLifetime`. `disconnects` cancels the computations of clients that went away; it needs its
+    /// handler on the server's connections.
     public static func buildRouter(
         store: ReportStore, zones: ReportZones, cacheLifetime: Duration = .zero, foldSignal: FoldSignal? = nil,
-        tokens: APITokens? = nil, servesMetrics: Bool = true, dashboard: DashboardAssets = .load(),
-        registry: PrometheusCollectorRegistry, logger: Logger
-    ) -> Router<BasicRequestContext> {
+        tokens: APITokens? = nil, limits: ReportLimits = ReportLimits(),
+        disconnects: ClientDisconnects = ClientDisconnects(), servesMetrics: Bool = true,
+        dashboard: DashboardAssets = .load(), registry: PrometheusCollectorRegistry, logger: Logger
+    ) -> Router<ReportRequestContext> {
+        let cacheBytes = registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                namespace: "coworking", subsystem: "api", metricName: "cache", unitName: "bytes",
+                helpText: "Bytes the response cache holds (answers and their keys), within REPORT_CACHE_MB"))
         // Answers are kept as the bytes sent, so that a cached answer is not copied for each request. One read from a
         // standby behind the primary's last signalled fold is not kept.
-        let cache = ResponseCache<(body: ByteBuffer, freshness: Freshness)>(
-            lifetime: cacheLifetime, generation: { foldSignal?.generation },
-            isCurrent: { $0.freshness.version >= foldSignal?.primaryVersion ?? 0 })
+        let cache = ResponseCache<CachedReport>(
+            lifetime: cacheLifetime, maxStaleness: limits.maxStaleness, maxBytes: limits.cacheBytes,
+            generation: { foldSignal?.generation },
+            isCurrent: { $0.freshness.version >= foldSignal?.primaryVersion ?? 0 },
+            size: { $0.body.readableBytes }, sizeChanged: { cacheBytes.set(Double($0)) })
         // HEAD is answered by the GET route, without the body, as Flask (the legacy service) does.
-        let router = Router(options: .autoGenerateHeadEndpoints)
+        let router = Router(context: ReportRequestContext.self, options: .autoGenerateHeadEndpoints)
         // Outermost, so that metrics count the answers the error middleware makes of errors.
         router.add(middleware: RequestMetricsMiddleware(metrics: RequestMetrics(registry: registry)))
         router.add(middleware: JSONErrorMiddleware(logger: logger, statementTimeout: store.statementTimeout))
-        if let tokens { router.add(middleware: BearerTokenMiddleware(tokens: tokens)) }
+        if let tokens { router.add(middleware: BearerTokenMiddleware(tokens: tokens, openRoutes: openRoutes)) }
+        router.add(
+            middleware: ClientLimitMiddleware(
+                limit: limits.clientConcurrency, byToken: tokens != nil, unlimitedRoutes: unlimitedRoutes))
 
         router.get("health_check") { _, _ in text("ok") }
         router.get("readiness_check") { _, _ -> Response in
             await store.databaseAnswers(within: .seconds(2)) ? text("ok") : text("failed", status: .serviceUnavailable)
         }
-        // The cached reports are keyed by the format and the request's path and query as sent, and parsed only when
-        // computed: a repeated query is answered without parsing it again, and a bad one is never cached. The
-        // rollups' version is read before the report, so that an answer never claims a version older than its numbers.
-        @Sendable func cachedReport<Query: Sendable>(
-            _ request: Request, parse: @escaping @Sendable ([(String, String)]) throws -> Query,
-            _ report: @escaping @Sendable (Query, ReportFormat) async throws -> String
-        ) async throws -> Response {
-            let (format, parameters) = try ReportFormat.of(request.queryPairs, accept: request.headers[.accept])
-            let cached = try await cache.answer(for: format.rawValue + " " + request.uri.string) {
-                let query = try parse(parameters)
-                let freshness = try await store.freshness()
-                return (ByteBuffer(string: try await report(query, format)), freshness)
-            }
-            return cached.freshness.response(to: request, format: format, answer(cached.body, format))
-        }
-        @Sendable func usageQuery(_ parameters: [(String, String)]) throws -> UsageQuery {
-            try UsageQuery(parameters: parameters, defaultZone: zones.defaultZone)
-        }
-        router.get("api/reports/daily_usage") { request, _ -> Response in
-            try await cachedReport(request, parse: usageQuery) { query, format in
-                let days = try await store.dailyUsage(query)
-                return format == .csv ? ReportCSV.dailyUsage(days) : ReportJSON.dailyUsage(days)
-            }
-        }
-        router.get("api/reports/hourly_usage") { request, _ -> Response in
-            try await cachedReport(request, parse: usageQuery) { query, format in
-                let hours = try await store.hourlyUsage(query)
-                return format == .csv ? ReportCSV.hourlyUsage(hours) : ReportJSON.hourlyUsage(hours)
-            }
-        }
-        router.get("api/reports/weekday_hours") { request, _ -> Response in
-            try await cachedReport(request, parse: usageQuery) { query, format in
-                let cells = try await store.weekdayHours(query)
-                return format == .csv ? ReportCSV.weekdayHours(cells) : ReportJSON.weekdayHours(cells)
-            }
-        }
-        router.get("api/reports/unique_visitors") { request, _ -> Response in
-            try await cachedReport(request, parse: usageQuery) { query, format in
-                let (days, total) = try await store.uniqueVisitors(query)
-                return format == .csv
-                    ? ReportCSV.uniqueVisitors(days, total: total) : ReportJSON.uniqueVisitors(days, total: total)
-            }
-        }
-        router.get("api/reports/top_members") { request, _ -> Response in
-            try await cachedReport(request, parse: { try TopMembersQuery(parameters: $0) }) { query, format in
-                let members = try await store.topMembers(limit: query.limit)
-                return format == .csv ? ReportCSV.topMembers(members) : ReportJSON.topMembers(members)
-            }
-        }
-        router.get("api/reports/user_visits") { request, _ -> Response in
-            let (format, parameters) = try ReportFormat.of(request.queryPairs, accept: request.headers[.accept])
-            let query = try UserVisitsQuery(parameters: parameters)
-            let freshness = try await store.freshness()
-            if freshness.isHeld(by: request, format: format) {
-                return freshness.response(to: request, format: format, Response(status: .ok))
-            }
-            if let limit = query.limit {
-                let page = try await store.userVisits(after: query.after, limit: limit)
-                let body =
-                    format == .csv
-                    ? ReportCSV.userVisitsHeader + ReportCSV.userVisitsRows(page)
-                    : "{" + ReportJSON.userVisitsMembers(page) + "}"
-                return freshness.response(to: request, format: format, answer(ByteBuffer(string: body), format))
-            }
-            return freshness.response(
-                to: request, format: format,
-                streamedUserVisits(store: store, after: query.after, format: format, logger: logger))
-        }
-        router.get("api/reports/summary") { request, _ -> Response in
-            try await cachedReport(request, parse: { try QueryParameters($0, allowed: []) }) { _, format in
-                let summary = try await store.summary()
-                return format == .csv ? ReportCSV.summary(summary) : ReportJSON.summary(summary)
-            }
-        }
-        router.get("api/reports/filters") { request, _ -> Response in
-            _ = try QueryParameters(request.queryPairs, allowed: [])
-            return json(
-                ReportJSON.filters(
-                    defaultZone: zones.defaultZone, zones: zones.folded, spaces: try await store.spaces()))
-        }
+        ReportController(
+            store: store, zones: zones, cache: cache, costly: ConcurrencyLimit(limit: limits.costlyConcurrency),
+            costlyPatience: limits.costlyPatience, disconnects: disconnects, logger: logger
+        ).addRoutes(to: router)
         if servesMetrics {
             router.get("metrics") { _, _ in metricsAnswer(registry) }
         }
@@ -200,35 +148,6 @@ public enum ReportAPIApp {
             }
         }
         return router
-    }
-
-    /// Every user, streamed a page at a time, as JSON or CSV. Once the first bytes are sent the status is 200: a
-    /// failure after that cuts the body short (the client sees invalid JSON, or a CSV without its last rows) and is
-    /// logged.
-    private static func streamedUserVisits(store: ReportStore, after: Int32, format: ReportFormat, logger: Logger)
-        -> Response
-    {
-        Response(
-            status: .ok, headers: [.contentType: contentType(format)],
-            body: ResponseBody { writer in
-                var first = true
-                do {
-                    if format == .csv { try await writer.write(ByteBuffer(string: ReportCSV.userVisitsHeader)) }
-                    try await store.streamUserVisits(after: after) { page in
-                        let text =
-                            format == .csv
-                            ? ReportCSV.userVisitsRows(page) : (first ? "{" : ",") + ReportJSON.userVisitsMembers(page)
-                        try await writer.write(ByteBuffer(string: text))
-                        first = false
-                    }
-                } catch {
-                    logger.error(
-                        "Streaming user_visits failed", metadata: [LogKey.error: "\(String(reflecting: error))"])
-                    throw error
-                }
-                if format == .json { try await writer.write(ByteBuffer(string: first ? "{}" : "}")) }
-                try await writer.finish(nil)
-            })
     }
 }
 

@@ -28,11 +28,14 @@ public struct ReportAPISettings: Sendable {
     /// `API_METRICS_PORT`: when set, `/metrics` is served on this port alone instead of `APP_PORT`, so that it can
     /// be kept off the network the reports are served on.
     public var metricsPort: Int?
-    /// `REPORT_CACHE_MS`: how long an answer of `daily_usage`, `hourly_usage` or `summary` is reused for the same
-    /// path and query, as sent; default 1000, 0 turns the cache off. Once expired, an answer is still given, for as
-    /// long again at most, while one request computes the next, so answers are at most twice that staler than the
-    /// rollups.
+    /// `REPORT_CACHE_MS`: 0 turns the response cache off (default 1000). While the signal of folds is down, how long
+    /// a report's answer is reused for the same query; once expired, an answer is still given, for as long again at
+    /// most, while one request computes the next, so answers are at most twice that staler than the rollups.
     public var cacheLifetime: Duration
+    /// The limits of costly reports, of each client and of the cache: `REPORT_COSTLY_CONCURRENCY` (default half the
+    /// pool, at least one, at most the pool less one), `API_CLIENT_CONCURRENCY` (16), `REPORT_CACHE_MB` (32),
+    /// `REPORT_MAX_STALE_MS` (2000); a costly report waits `DB_POOL_TIMEOUT_MS` for its turn.
+    public var limits: ReportLimits
     /// `DASHBOARD_CHART_JS`: the Chart.js file the dashboard serves, default Debian's (`libjs-chart.js`).
     public var chartLibrary: String
     public var logLevel: Logger.Level
@@ -43,8 +46,10 @@ public struct ReportAPISettings: Sendable {
         poolTimeout: Duration = .seconds(1), idleTimeout: Duration = .seconds(60),
         writeTimeout: Duration = .seconds(30),
         tokens: APITokens? = nil, metricsPort: Int? = nil, cacheLifetime: Duration = .seconds(1),
-        chartLibrary: String = DashboardAssets.debianChartLibrary, logLevel: Logger.Level = .info
+        limits: ReportLimits = ReportLimits(), chartLibrary: String = DashboardAssets.debianChartLibrary,
+        logLevel: Logger.Level = .info
     ) {
+        self.limits = limits
         self.chartLibrary = chartLibrary
         self.tokens = tokens
         self.metricsPort = metricsPort
@@ -65,16 +70,26 @@ public struct ReportAPISettings: Sendable {
     public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError)
         -> ReportAPISettings
     {
-        ReportAPISettings(
+        let poolSize = try environment.integer("DB_POOL_SIZE", default: 4, in: 1...100)
+        let poolTimeout = Duration.milliseconds(
+            try environment.integer("DB_POOL_TIMEOUT_MS", default: 1_000, in: 1...60_000))
+        let limits = ReportLimits(
+            costlyConcurrency: try environment.integer(
+                "REPORT_COSTLY_CONCURRENCY", default: max(1, poolSize / 2), in: 1...max(1, poolSize - 1)),
+            costlyPatience: poolTimeout,
+            clientConcurrency: try environment.integer("API_CLIENT_CONCURRENCY", default: 16, in: 1...10_000),
+            cacheBytes: try environment.integer("REPORT_CACHE_MB", default: 32, in: 1...4_096) << 20,
+            maxStaleness: .milliseconds(try environment.integer("REPORT_MAX_STALE_MS", default: 2_000, in: 0...600_000)))
+        return ReportAPISettings(
             database: try PostgresConfiguration.fromEnvironment(
                 environment, applicationName: "report-api", sessionAttributes: "prefer-standby"),
             zones: try ReportZones.fromEnvironment(environment),
             port: try environment.integer("APP_PORT", default: 5153, in: 1...65_535),
             bindAddress: environment["BIND_ADDRESS"] ?? "0.0.0.0",
-            poolSize: try environment.integer("DB_POOL_SIZE", default: 4, in: 1...100),
+            poolSize: poolSize,
             statementTimeout: .milliseconds(
                 try environment.integer("DB_STATEMENT_TIMEOUT_MS", default: 5_000, in: 1...600_000)),
-            poolTimeout: .milliseconds(try environment.integer("DB_POOL_TIMEOUT_MS", default: 1_000, in: 1...60_000)),
+            poolTimeout: poolTimeout,
             idleTimeout: .seconds(try environment.integer("HTTP_IDLE_TIMEOUT_S", default: 60, in: 1...3_600)),
             writeTimeout: .seconds(try environment.integer("HTTP_WRITE_TIMEOUT_S", default: 30, in: 1...3_600)),
             tokens: try environment["API_TOKENS_FILE"].map { path throws(ConfigurationError) in
@@ -84,6 +99,7 @@ public struct ReportAPISettings: Sendable {
                 try environment.integer("API_METRICS_PORT", default: 0, in: 1...65_535)
             },
             cacheLifetime: .milliseconds(try environment.integer("REPORT_CACHE_MS", default: 1_000, in: 0...3_600_000)),
+            limits: limits,
             chartLibrary: environment["DASHBOARD_CHART_JS"] ?? DashboardAssets.debianChartLibrary,
             logLevel: try Logger.Level.fromEnvironment(environment))
     }

@@ -30,7 +30,7 @@ enum ReportCSV {
                 })
     }
 
-    static func summary(_ summary: ReportStore.Summary) -> String {
+    static func summary(_ summary: Summary) -> String {
         lines([
             "checkins,users,first_checkin_at,last_checkin_at,last_folded_at",
             "\(summary.checkins),\(summary.users),\(time(summary.firstCheckin)),\(time(summary.lastCheckin)),"
@@ -38,14 +38,14 @@ enum ReportCSV {
         ])
     }
 
-    static func topMembers(_ members: [ReportStore.UserVisits]) -> String {
+    static func topMembers(_ members: [UserVisits]) -> String {
         lines(["user_id,visits,joined_at"] + members.map { "\($0.userID),\($0.visits),\(time($0.joinedAt))" })
     }
 
     static let userVisitsHeader = "user_id,joined_at,visits\r\n"
 
     /// A page of `user_visits`' rows, without the header.
-    static func userVisitsRows(_ users: [ReportStore.UserVisits]) -> String {
+    static func userVisitsRows(_ users: [UserVisits]) -> String {
         lines(users.map { "\($0.userID),\(time($0.joinedAt)),\($0.visits)" })
     }
 

@@ -19,7 +19,7 @@ enum ReportJSON {
     }
 
     /// The members of `user_visits` for a page, without the enclosing braces: `"1":{"joined_at":...,"visits":6}`.
-    static func userVisitsMembers(_ users: [ReportStore.UserVisits]) -> String {
+    static func userVisitsMembers(_ users: [UserVisits]) -> String {
         users.map { user in
             let joined = user.joinedAt.map { "\"\($0.legacyText)\"" } ?? "null"
             return "\"\(user.userID)\":{\"joined_at\":\(joined),\"visits\":\(user.visits)}"
@@ -32,7 +32,7 @@ enum ReportJSON {
     }
 
     /// `[{"user_id":7,"visits":12,"joined_at":"2023-02-07T08:00:00Z"},...]`, most visits first.
-    static func topMembers(_ members: [ReportStore.UserVisits]) -> String {
+    static func topMembers(_ members: [UserVisits]) -> String {
         "["
             + members.map {
                 "{\"user_id\":\($0.userID),\"visits\":\($0.visits),\"joined_at\":\(time($0.joinedAt))}"
@@ -45,7 +45,7 @@ enum ReportJSON {
             + "\"spaces\":[\(spaces.map(string).joined(separator: ","))]}"
     }
 
-    static func summary(_ summary: ReportStore.Summary) -> String {
+    static func summary(_ summary: Summary) -> String {
         "{\"checkins\":\(summary.checkins),\"users\":\(summary.users),"
             + "\"first_checkin_at\":\(time(summary.firstCheckin)),\"last_checkin_at\":\(time(summary.lastCheckin)),"
             + "\"last_folded_at\":\(time(summary.lastFolded))}"

@@ -80,7 +80,13 @@ public struct UsageQuery: Equatable, Sendable {
 
     /// Parses `from`, `to`, `tz`, `space` and `fill`; `defaultZone` answers when `tz` is absent.
     public init(parameters: [(String, String)], defaultZone: String) throws(QueryError) {
-        let values = try QueryParameters(parameters, allowed: ["from", "to", "tz", "space", "fill"])
+        try self.init(
+            values: QueryParameters(parameters, allowed: ["from", "to", "tz", "space", "fill"]),
+            defaultZone: defaultZone)
+    }
+
+    /// Reads `from`, `to`, `tz`, `space` and `fill` of `values`, which may hold others that the caller reads.
+    init(values: QueryParameters, defaultZone: String) throws(QueryError) {
         from = try values["from"].map { text throws(QueryError) in try Self.date(text, name: "from") }
         to = try values["to"].map { text throws(QueryError) in try Self.date(text, name: "to") }
         zone = values["tz"] ?? defaultZone
@@ -144,19 +150,24 @@ public struct UserVisitsQuery: Equatable, Sendable {
     }
 }
 
-/// The query of `top_members`: the members with the most visits, all time.
+/// The query of `top_members`: the members with the most visits over a range of days in a time zone, for one space
+/// or all.
 public struct TopMembersQuery: Equatable, Sendable {
     /// The longest list.
     public static let maxLimit = 1_000
 
+    /// The days, zone and space, as for the other reports (`fill` aside).
+    public var range: UsageQuery
     public var limit: Int
 
-    public init(limit: Int = 10) {
+    public init(range: UsageQuery, limit: Int = 10) {
+        self.range = range
         self.limit = limit
     }
 
-    public init(parameters: [(String, String)]) throws(QueryError) {
-        let values = try QueryParameters(parameters, allowed: ["limit"])
+    public init(parameters: [(String, String)], defaultZone: String) throws(QueryError) {
+        let values = try QueryParameters(parameters, allowed: ["from", "to", "tz", "space", "limit"])
+        range = try UsageQuery(values: values, defaultZone: defaultZone)
         limit =
             try values["limit"].map { text throws(QueryError) in
                 guard let limit = Int(text), (1...Self.maxLimit).contains(limit) else {
@@ -165,6 +176,32 @@ public struct TopMembersQuery: Equatable, Sendable {
                 return limit
             } ?? 10
     }
+}
+
+/// A report's query once parsed: what the response cache keys answers by, so that spellings of one query (parameters
+/// in another order, `tz` given as the default) share one answer, and padding a URI makes no new entry.
+protocol ReportQuery: Sendable {
+    /// The same for the same question, different for different ones.
+    var cacheKey: String { get }
+}
+
+extension UsageQuery: ReportQuery {
+    var cacheKey: String {
+        "tz=\(zone)&from=\(from?.description ?? "")&to=\(to?.description ?? "")&space=\(space ?? "")&fill=\(fillsZeros)"
+    }
+}
+
+extension TopMembersQuery: ReportQuery {
+    var cacheKey: String { range.cacheKey + "&limit=\(limit)" }
+}
+
+/// The query of a report that takes no parameters.
+struct NoParameters: ReportQuery {
+    init(_ parameters: [(String, String)]) throws(QueryError) {
+        _ = try QueryParameters(parameters, allowed: [])
+    }
+
+    var cacheKey: String { "" }
 }
 
 /// Checks that a query names only `allowed` parameters, each once.

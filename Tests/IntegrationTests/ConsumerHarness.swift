@@ -172,9 +172,28 @@ struct ConsumerHarness {
             let start = try #require(try row.optionalTimestamp(0))
             stored.quarterHours["\(start.rfc3339) \(try row.string(1))"] = try row.int(2)
         }
-        for row in try await connection.query("SELECT bucket_start, space_id, user_id FROM member_visits").rows {
+        try await compactMembers()
+        let memberRows = try await connection.query(
+            """
+            SELECT bucket_start, space_id, user_id, sum(visits) FROM (
+                SELECT * FROM member_visits UNION ALL SELECT * FROM member_visits_pending
+            ) AS m GROUP BY 1, 2, 3
+            """)
+        for row in memberRows.rows {
             let start = try #require(try row.optionalTimestamp(0))
-            stored.memberVisits.insert("\(start.rfc3339) \(try row.string(1)) \(try row.int(2))")
+            stored.memberVisits["\(start.rfc3339) \(try row.string(1)) \(try row.int(2))"] = try row.int(3)
+        }
+        var numbered: [Int32: Int32] = [:]
+        for row in try await connection.query("SELECT ordinal, user_id FROM member_ordinals").rows {
+            numbered[Int32(try row.int(0))] = Int32(try row.int(1))
+        }
+        let days = try await connection.query("SELECT zone, day::text, space_id, members, repeats FROM member_days")
+        for row in days.rows {
+            let key = "\(try row.string(0)) \(try row.string(1)) \(try row.string(2).isEmpty ? "*" : row.string(2))"
+            let day = try MemberDay(presence: row.bytes(3), encodedRepeats: row.bytes(4))
+            var members: [Int32: Int] = [:]
+            day.forEachMember { ordinal, visits in members[numbered[ordinal] ?? -ordinal] = Int(visits) }
+            stored.memberDays[key] = members
         }
         let users = try await connection.query(
             "SELECT user_id, visits, first_visit_at, last_visit_at, joined_at FROM user_activity")
@@ -193,6 +212,19 @@ struct ConsumerHarness {
         stored.lastCheckin = try totals.optionalTimestamp(2)
         stored.visitedUsers = try totals.int(3)
         return stored
+    }
+
+    /// Runs the members' compactor until nothing waits for it, as a consumer's `MemberCompaction` would (a replica's
+    /// compaction under way is waited for).
+    func compactMembers() async throws {
+        let connection = try await database()
+        let schema = self.schema
+        while true {
+            let moved = try await connection.withTransaction { try MemberCompactor().compact(on: $0, schema: schema) }
+            let waiting = try await connection.query("SELECT count(*) FROM member_visits_pending")[0].int(0)
+            if moved == 0 && waiting == 0 { return }
+            if moved == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
     }
 
     func cleanup() async throws {
@@ -220,8 +252,10 @@ struct ExpectedRollups: Equatable {
     var daily: [String: Int] = [:]
     var hourly: [String: Int] = [:]
     var quarterHours: [String: Int] = [:]
-    /// `bucket space user` of every member's visit to a space in a 15-minute bucket (RFC 3339).
-    var memberVisits: Set<String> = []
+    /// The visits of each member to a space in a 15-minute bucket, by `bucket space user` (RFC 3339).
+    var memberVisits: [String: Int] = [:]
+    /// The visits of each member on each local day of each zone, by `zone day space` and `zone day *` (any space).
+    var memberDays: [String: [Int32: Int]] = [:]
     var users: [Int32: User] = [:]
     var checkins = 0
     /// Users with at least one visit, as the folds counted them in `fold_totals`.
@@ -255,10 +289,12 @@ struct ExpectedRollups: Equatable {
                     let day = String(format: "%04d-%02d-%02d", local.year!, local.month!, local.day!)
                     daily["\(zone) \(day) \(space)", default: 0] += 1
                     hourly["\(zone) \(day) \(local.hour!) \(space)", default: 0] += 1
+                    memberDays["\(zone) \(day) \(space)", default: [:]][event.userID, default: 0] += 1
+                    memberDays["\(zone) \(day) *", default: [:]][event.userID, default: 0] += 1
                 }
                 let quarter = micros.floorDivided(by: 900_000_000).quotient * 900_000_000
                 quarterHours["\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space)", default: 0] += 1
-                memberVisits.insert("\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space) \(event.userID)")
+                memberVisits["\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space) \(event.userID)", default: 0] += 1
                 var user = users[event.userID, default: User()]
                 user.visits += 1
                 user.first = min(user.first ?? event.occurredAt, event.occurredAt)

@@ -29,7 +29,7 @@ struct FreshnessTests {
     static func withSignalledRouter(
         schema: String, reader: PostgresConfiguration? = nil, signalDatabase: PostgresConfiguration? = nil,
         logger: Logger = TestServers.logger,
-        _ body: (Router<BasicRequestContext>, FoldSignal, UInt64) async throws -> Void
+        _ body: (Router<ReportRequestContext>, FoldSignal, UInt64) async throws -> Void
     ) async throws {
         // Named so that a test of this suite finds its signal's connection, and no other suite's.
         var configuration = try TestServers.database(schema: schema)

@@ -49,7 +49,7 @@ struct ReportAPILimitsTests {
     }
 
     static func router(schema: String, poolSize: Int, statementTimeout: Duration, poolTimeout: Duration) throws
-        -> Router<BasicRequestContext>
+        -> Router<ReportRequestContext>
     {
         var configuration = try TestServers.readerDatabase(schema: schema)
         configuration.statementTimeout = statementTimeout
@@ -217,6 +217,8 @@ struct ReportAPILimitsTests {
             database: try TestServers.readerDatabase(schema: schema), poolSize: 2, poolTimeout: .milliseconds(500),
             writeTimeout: .seconds(2))
         settings.bindAddress = "127.0.0.1"
+        // Each stream of every user is a costly report that holds its turn until it is written or closed.
+        settings.limits.costlyConcurrency = 4
         let application = ReportAPIApp.buildApplication(
             settings: settings, registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         try await application.test(.live) { client in

@@ -15,7 +15,7 @@ struct ReportAPITests {
 
     /// A router over the rollups of `schema`, as the SELECT-only role.
     static func router(schema: String, defaultZone: String = "UTC", cacheLifetime: Duration = .zero) throws
-        -> Router<BasicRequestContext>
+        -> Router<ReportRequestContext>
     {
         let pool = PostgresPool(
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 4, logger: TestServers.logger
@@ -26,7 +26,7 @@ struct ReportAPITests {
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
     }
 
-    static func get(_ router: Router<BasicRequestContext>, _ uri: String) async throws -> (HTTPResponse.Status, String)
+    static func get(_ router: Router<ReportRequestContext>, _ uri: String) async throws -> (HTTPResponse.Status, String)
     {
         try await Application(router: router).test(.router) { client in
             try await client.execute(uri: uri, method: .get) { response in
@@ -182,16 +182,24 @@ struct ReportAPITests {
             INSERT INTO fold_totals (slot, checkins, users) VALUES (0, 3, 1);
             """)
         #expect(try await Self.get(router, "/api/reports/daily_usage?tz=UTC") == (.ok, "{}"), "the cached answer")
-        #expect(try await Self.get(router, "/api/reports/daily_usage") == (.ok, #"{"2025-03-01":3}"#), "another query")
+        // Answers are kept by the query as parsed: the default zone named or not, parameters in any order.
+        #expect(try await Self.get(router, "/api/reports/daily_usage") == (.ok, "{}"), "the same query")
+        #expect(
+            try await Self.get(router, "/api/reports/daily_usage?to=2025-12-31&from=2025-01-01&tz=UTC")
+                == (.ok, #"{"2025-03-01":3}"#), "another query")
+        try await database.execute("UPDATE visits_local_day SET visits = 5, h10 = 5")
+        #expect(
+            try await Self.get(router, "/api/reports/daily_usage?tz=UTC&from=2025-01-01&to=2025-12-31")
+                == (.ok, #"{"2025-03-01":3}"#), "that query in another order, cached")
         #expect(try await Self.get(router, "/api/reports/summary") == (.ok, empty), "the cached answer")
         let uncached = try Self.router(schema: harness.schema)
         #expect(try await Self.get(uncached, "/api/reports/summary").1.hasPrefix(#"{"checkins":3,"users":1,"#))
-        #expect(try await Self.get(uncached, "/api/reports/daily_usage?tz=UTC").1 == #"{"2025-03-01":3}"#)
+        #expect(try await Self.get(uncached, "/api/reports/daily_usage?tz=UTC").1 == #"{"2025-03-01":5}"#)
         try await harness.cleanup()
     }
 
     /// A router whose database cannot be reached: nothing listens on port 1.
-    static func routerWithoutDatabase() throws -> Router<BasicRequestContext> {
+    static func routerWithoutDatabase() throws -> Router<ReportRequestContext> {
         var configuration = try TestServers.readerDatabase(schema: "public")
         configuration.servers = [.init(host: "127.0.0.1", port: 1)]
         let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)

@@ -26,6 +26,11 @@ struct ReportFormatsTests {
         }
     }
 
+    /// The first local day of `zone` with a visit, in the reference model.
+    static func firstDayWithData(_ expected: ExpectedRollups, zone: String) -> String? {
+        expected.daily.keys.map { $0.split(separator: " ").map(String.init) }.filter { $0[0] == zone }.map { $0[1] }.min()
+    }
+
     /// Visits per ISO weekday (1 is Monday) and hour of `zone`'s local days in from...to, from the reference model.
     static func expectedWeekdayHours(_ expected: ExpectedRollups, zone: String, from: String, to: String)
         -> [Int: [Int: Int]]
@@ -49,40 +54,40 @@ struct ReportFormatsTests {
         let expected = try ExpectedRollups(events: events, zones: ReportAPITests.zones + ["Asia/Kathmandu"])
         let router = try ReportAPITests.router(schema: harness.schema)
         try await Application(router: router).test(.router) { client in
-            // fill=zero lists every day of the range, 0 where nobody came; the default leaves them out.
-            let sparse = try await Self.get(
-                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31")
+            // fill=zero lists every day of the range that lies within the days with data, 0 where nobody came; the
+            // default leaves them out. The workload's first visits in Kolkata are on March 11.
+            let range = "tz=Asia/Kolkata&from=2023-03-01&to=2023-03-31"
+            let sparse = try await Self.get(client, "/api/reports/daily_usage?\(range)")
             let days = try #require(
                 try JSONSerialization.jsonObject(with: Data(sparse.body.utf8)) as? [String: Int])
-            #expect(days.count < 31, "the workload leaves some days of January without visits")
-            let filled = try await Self.get(
-                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero")
-            let expectedFilled = (1...31).map { day in
-                let date = String(format: "2023-01-%02d", day)
+            let firstDay = try #require(Self.firstDayWithData(expected, zone: "Asia/Kolkata"))
+            #expect(firstDay == "2023-03-11")
+            #expect(days.count < 21, "the workload leaves some days of March without visits")
+            let filled = try await Self.get(client, "/api/reports/daily_usage?\(range)&fill=zero")
+            let expectedFilled = (11...31).map { day in
+                let date = String(format: "2023-03-%02d", day)
                 return (date, days[date] ?? 0)
             }
             #expect(filled.body == "{" + expectedFilled.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
             #expect(
                 sparse.body
                     == ReportAPITests.expectedDaily(
-                        expected, zone: "Asia/Kolkata", from: "2023-01-01", to: "2023-01-31"))
+                        expected, zone: "Asia/Kolkata", from: "2023-03-01", to: "2023-03-31"))
 
             // The same days as CSV, asked either way: a header row, ISO dates, CRLF.
             let csv = "day,visits\r\n" + expectedFilled.map { "\($0.0),\($0.1)\r\n" }.joined()
-            let byParameter = try await Self.get(
-                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero&format=csv")
+            let byParameter = try await Self.get(client, "/api/reports/daily_usage?\(range)&fill=zero&format=csv")
             #expect(byParameter.body == csv)
             #expect(byParameter.headers[.contentType] == "text/csv; charset=utf-8; header=present")
             #expect(byParameter.headers[.vary] == "Accept")
             let version = try #require(filled.headers[.eTag]?.dropFirst().dropLast())
             #expect(byParameter.headers[.eTag] == "\"\(version)-csv\"")
             let byAccept = try await Self.get(
-                client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero",
-                [.accept: "text/csv"])
+                client, "/api/reports/daily_usage?\(range)&fill=zero", [.accept: "text/csv"])
             #expect(byAccept.body == csv)
             #expect(
                 try await Self.get(
-                    client, "/api/reports/daily_usage?tz=Asia/Kolkata&from=2023-01-01&to=2023-01-31&fill=zero",
+                    client, "/api/reports/daily_usage?\(range)&fill=zero",
                     [.accept: "text/csv", .ifNoneMatch: "\"\(version)-csv\""]
                 ).status == .notModified)
 
@@ -163,7 +168,7 @@ struct ReportFormatsTests {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = try #require(TimeZone(identifier: zone))
         var members: [String: Set<String>] = [:]
-        for visit in expected.memberVisits {
+        for visit in expected.memberVisits.keys {
             let parts = visit.split(separator: " ").map(String.init)
             guard space == nil || parts[1] == space else { continue }
             let seconds = try Timestamp(rfc3339: parts[0]).microsecondsSinceEpoch / 1_000_000
@@ -181,72 +186,86 @@ struct ReportFormatsTests {
         let harness = try await Self.folded(events)
         let expected = try ExpectedRollups(events: events, zones: ReportAPITests.zones + ["Asia/Kathmandu"])
         let router = try ReportAPITests.router(schema: harness.schema)
-        try await Application(router: router).test(.router) { client in
-            // A zone of REPORT_TIMEZONES, one space of it, and a zone that is not listed (UTC+05:45).
-            for (zone, space) in [("Asia/Kolkata", nil), ("Asia/Kolkata", "hq"), ("Asia/Kathmandu", nil)] {
-                let (days, total) = try Self.expectedUniqueVisitors(
-                    expected, zone: zone, from: "2023-03-01", to: "2023-03-31", space: space)
-                // The workload repeats members within a day and across days, so that counting visits instead of
-                // members, or adding the days' counts up, would give other numbers.
-                #expect(days.values.reduce(0, +) > total)
-                let visits = try #require(
-                    try JSONSerialization.jsonObject(
-                        with: Data(
-                            ReportAPITests.expectedDaily(
-                                expected, zone: zone, from: "2023-03-01", to: "2023-03-31", space: space
-                            ).utf8)) as? [String: Int])
-                #expect(visits.values.reduce(0, +) > days.values.reduce(0, +))
-                let filled = (1...31).map { String(format: "2023-03-%02d", $0) }.map { ($0, days[$0] ?? 0) }
-                let query = "tz=\(zone)&from=2023-03-01&to=2023-03-31" + (space.map { "&space=\($0)" } ?? "")
-                let json = filled.filter { $0.1 > 0 }.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",")
-                #expect(
-                    try await Self.get(client, "/api/reports/unique_visitors?\(query)").body
-                        == "{\"days\":{\(json)},\"total\":\(total)}", "\(zone), space \(space ?? "all")")
-                let csv = "day,unique_visitors\r\n" + filled.map { "\($0.0),\($0.1)\r\n" }.joined()
-                #expect(
-                    try await Self.get(client, "/api/reports/unique_visitors?\(query)&fill=zero&format=csv").body
-                        == csv + "total,\(total)\r\n")
-            }
-            // A member who came to two spaces on one day counts once in that day's count of all spaces.
-            func dayCounts(_ space: String?) throws -> Int {
-                try Self.expectedUniqueVisitors(
-                    expected, zone: "Asia/Kolkata", from: "2023-03-01", to: "2023-03-31", space: space
-                ).days.values.reduce(0, +)
-            }
-            let spacesDayCounts: Int = try ["annex.b_2", "default", "hq"].map(dayCounts).reduce(0, +)
-            #expect(try dayCounts(nil) < spacesDayCounts)
+        // The same answers while the members' rows wait for the compactor, and once they are in the members' days.
+        for compacted in [false, true] {
+            if compacted { try await harness.compactMembers() }
+            try await Application(router: router).test(.router) { client in
+                // A zone of REPORT_TIMEZONES, one space of it, and a zone that is not listed (UTC+05:45).
+                for (zone, space) in [("Asia/Kolkata", nil), ("Asia/Kolkata", "hq"), ("Asia/Kathmandu", nil)] {
+                    let (days, total) = try Self.expectedUniqueVisitors(
+                        expected, zone: zone, from: "2023-03-01", to: "2023-03-31", space: space)
+                    // The workload repeats members within a day and across days, so that counting visits instead of
+                    // members, or adding the days' counts up, would give other numbers.
+                    #expect(days.values.reduce(0, +) > total)
+                    let visits = try #require(
+                        try JSONSerialization.jsonObject(
+                            with: Data(
+                                ReportAPITests.expectedDaily(
+                                    expected, zone: zone, from: "2023-03-01", to: "2023-03-31", space: space
+                                ).utf8)) as? [String: Int])
+                    #expect(visits.values.reduce(0, +) > days.values.reduce(0, +))
+                    // fill=zero lists the days from the first with data in the zone (of any space).
+                    let firstDay = try #require(Self.firstDayWithData(expected, zone: zone))
+                    let filled = (1...31).map { String(format: "2023-03-%02d", $0) }.filter { $0 >= firstDay }.map {
+                        ($0, days[$0] ?? 0)
+                    }
+                    let query = "tz=\(zone)&from=2023-03-01&to=2023-03-31" + (space.map { "&space=\($0)" } ?? "")
+                    let json = filled.filter { $0.1 > 0 }.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",")
+                    #expect(
+                        try await Self.get(client, "/api/reports/unique_visitors?\(query)").body
+                            == "{\"days\":{\(json)},\"total\":\(total)}", "\(zone), space \(space ?? "all")")
+                    let csv = "day,unique_visitors\r\n" + filled.map { "\($0.0),\($0.1)\r\n" }.joined()
+                    #expect(
+                        try await Self.get(client, "/api/reports/unique_visitors?\(query)&fill=zero&format=csv").body
+                            == csv + "total,\(total)\r\n")
+                }
+                // A member who came to two spaces on one day counts once in that day's count of all spaces.
+                func dayCounts(_ space: String?) throws -> Int {
+                    try Self.expectedUniqueVisitors(
+                        expected, zone: "Asia/Kolkata", from: "2023-03-01", to: "2023-03-31", space: space
+                    ).days.values.reduce(0, +)
+                }
+                let spacesDayCounts: Int = try ["annex.b_2", "default", "hq"].map(dayCounts).reduce(0, +)
+                #expect(try dayCounts(nil) < spacesDayCounts)
 
-            // Every member of the workload over all time; none in a range without visits.
-            let everyone = expected.users.values.count { $0.visits > 0 }
-            #expect(
-                try await Self.get(client, "/api/reports/unique_visitors?tz=America/New_York").body
-                    .hasSuffix(",\"total\":\(everyone)}"))
-            #expect(
-                try await Self.get(client, "/api/reports/unique_visitors?tz=UTC&from=2020-01-01&to=2020-12-31").body
-                    == #"{"days":{},"total":0}"#)
+                // Every member of the workload over all time; none in a range without visits.
+                let everyone = expected.users.values.count { $0.visits > 0 }
+                #expect(
+                    try await Self.get(client, "/api/reports/unique_visitors?tz=America/New_York").body
+                        .hasSuffix(",\"total\":\(everyone)}"))
+                #expect(
+                    try await Self.get(client, "/api/reports/unique_visitors?tz=UTC&from=2020-01-01&to=2020-12-31").body
+                        == #"{"days":{},"total":0}"#)
+            }
         }
         try await harness.cleanup()
     }
 
-    /// Like the reports of 15-minute rows, unique_visitors reads every member's row of its range: a range is bounded
-    /// by the days it spans with data.
-    @Test func uniqueVisitorsRefuseARangeOfMoreThan1096DaysWithData() async throws {
+    /// In a zone without daily rows, unique_visitors reads every member's 15-minute row of its range, which is
+    /// bounded by the days it spans with data, as the other reports of 15-minute rows are; in a zone of
+    /// REPORT_TIMEZONES it reads the members' days, and any range answers.
+    @Test func uniqueVisitorsRefuseARangeOfMoreThan1096DaysWithDataOnlyInAZoneWithoutDailyRows() async throws {
         let events = [
             Timestamp(year: 2019, month: 1, day: 1, hour: 9), Timestamp(year: 2023, month: 6, day: 1, hour: 9),
         ]
         .map { Event(id: UUID(), kind: .checkin, userID: 7, occurredAt: $0, spaceID: "hq") }
         let harness = try await Self.folded(events)
+        try await harness.compactMembers()
         let router = try ReportAPITests.router(schema: harness.schema)
         try await Application(router: router).test(.router) { client in
-            let all = try await Self.get(client, "/api/reports/unique_visitors?tz=UTC")
+            let all = try await Self.get(client, "/api/reports/unique_visitors?tz=Asia/Kathmandu")
             #expect(all.status == .badRequest)
             #expect(
                 all.body
-                    == #"{"error":"from..to spans 1613 days of data, and unique_visitors may span 1096 days at most: "#
-                    + #"narrow from and to"}"#)
+                    == #"{"error":"from..to spans 1613 days of data in Asia/Kathmandu, a zone without daily rows (not "#
+                    + #"in REPORT_TIMEZONES), where unique_visitors may span 1096 days at most: narrow from and to, "#
+                    + #"or ask in a zone of REPORT_TIMEZONES"}"#)
             #expect(
-                try await Self.get(client, "/api/reports/unique_visitors?tz=UTC&from=2021-01-01").body
+                try await Self.get(client, "/api/reports/unique_visitors?tz=Asia/Kathmandu&from=2021-01-01").body
                     == #"{"days":{"2023-06-01":1},"total":1}"#)
+            #expect(
+                try await Self.get(client, "/api/reports/unique_visitors?tz=UTC").body
+                    == #"{"days":{"2019-01-01":1,"2023-06-01":1},"total":1}"#)
         }
         try await harness.cleanup()
     }

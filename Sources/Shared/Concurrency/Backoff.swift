@@ -15,3 +15,26 @@ public struct Backoff: Sendable {
         return min(doubled, maximum) * Double.random(in: 0.5...1)
     }
 }
+
+extension Backoff {
+    /// Runs `operation` until it succeeds, waiting between attempts as this backoff says after each failure that
+    /// `isRetriable` accepts (one it does not is thrown), until the task is cancelled. `failed` hears each retriable
+    /// failure with its attempt number (1 for the first) and the wait before the next.
+    public func retrying<T>(
+        isRetriable: (any Error) -> Bool,
+        failed: (any Error, _ attempt: Int, _ delay: Duration) -> Void = { _, _, _ in },
+        _ operation: () async throws -> T
+    ) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await operation()
+            } catch let error where !(error is CancellationError) && isRetriable(error) {
+                attempt += 1
+                let delay = delay(attempt: attempt)
+                failed(error, attempt, delay)
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+}

@@ -19,6 +19,8 @@ public actor PostgresConnection {
     private var preparedStatements: [String: String] = [:]
     private let noticeSink: NoticeSink
     private let broken = Atomic<Bool>(false)
+    /// Cancels a running statement from another thread; set once connected.
+    private nonisolated let canceller = StatementCanceller()
 
     private init(logger: Logger) {
         self.executor = ThreadExecutor(name: "postgres")
@@ -55,6 +57,7 @@ public actor PostgresConnection {
                 .connectionFailed, "could not connect to the database",
                 serverMessage: text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
+        canceller.attach(PQgetCancel(connection))
         PQsetNoticeReceiver(
             connection,
             { context, result in
@@ -71,6 +74,9 @@ public actor PostgresConnection {
         -> PostgresRows
     {
         let connection = try usableConnection()
+        if canceller.isCancelled {
+            throw PostgresError(.cancelled, "the statement was cancelled before it started")
+        }
         let name = try preparedStatement(sql, parameterCount: parameters.count, on: connection)
         let result = withParameters(parameters.map { $0?.postgresParameter }) { values, lengths, formats in
             PQexecPrepared(connection, name, Int32(parameters.count), values, lengths, formats, 0)
@@ -89,6 +95,19 @@ public actor PostgresConnection {
         _ = try rows(of: result)
         preparedStatements[sql] = name
         return name
+    }
+
+    /// Runs `body`, whose statements on this connection are cancelled in PostgreSQL if the calling task is
+    /// cancelled: one running stops with SQLSTATE 57014, and one not started yet throws `cancelled`. A server that
+    /// lends the connection to one request at a time (`PostgresPool`) makes a request's queries end with it.
+    public nonisolated func withCancellableStatements<T>(_ body: () async throws -> T) async throws -> T {
+        let lend = canceller.beginLend()
+        defer { canceller.endLend() }
+        return try await withTaskCancellationHandler {
+            try await body()
+        } onCancel: {
+            canceller.cancel(lend)
+        }
     }
 
     /// Runs SQL text that takes no parameters and may hold several statements (a migration).
@@ -217,6 +236,73 @@ public actor PostgresConnection {
 
 private func field(_ result: OpaquePointer, _ code: some BinaryInteger) -> String? {
     PQresultErrorField(result, Int32(code)).map { String(cString: $0) }
+}
+
+/// Cancels the statement running on a connection, from any thread (libpq's `PQcancel`, which is made for it), but
+/// only within the lend it was asked in: a cancellation that comes as a lend ends never reaches the next borrower's
+/// statements.
+private final class StatementCanceller: Sendable {
+    private struct State {
+        /// The `PGcancel *`, as its address: libpq documents `PQcancel` as safe to call from any thread, and it is
+        /// only called under this state's lock.
+        var handle: Int = 0
+        var lend = 0
+        var isLent = false
+        var isCancelled = false
+    }
+
+    private let state = Mutex(State())
+
+    deinit {
+        state.withLock { state in
+            if let handle = OpaquePointer(bitPattern: state.handle) { PQfreeCancel(handle) }
+        }
+    }
+
+    func attach(_ handle: OpaquePointer?) {
+        let address = Int(bitPattern: handle)
+        state.withLock { $0.handle = address }
+    }
+
+    var isCancelled: Bool { state.withLock { $0.isLent && $0.isCancelled } }
+
+    func beginLend() -> Int {
+        state.withLock { state in
+            state.lend += 1
+            state.isLent = true
+            state.isCancelled = false
+            return state.lend
+        }
+    }
+
+    func endLend() {
+        state.withLock { state in
+            state.isLent = false
+            state.isCancelled = false
+        }
+    }
+
+    /// Cancels what runs in `lend`, if it is still the current one. `PQcancel` opens a connection of its own to the
+    /// server, so it runs on a queue of its own rather than on the caller's thread (an event loop, which a server that
+    /// does not answer would block); the lend is checked again there, just before the request is sent.
+    func cancel(_ lend: Int) {
+        let isCurrent = state.withLock { state -> Bool in
+            guard state.isLent, state.lend == lend, state.handle != 0 else { return false }
+            state.isCancelled = true
+            return true
+        }
+        guard isCurrent else { return }
+        Self.requests.async {
+            guard let handle = self.state.withLock({ $0.isLent && $0.lend == lend ? $0.handle : nil }),
+                let canceller = OpaquePointer(bitPattern: handle)
+            else { return }
+            var message = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(canceller, &message, Int32(message.count))
+        }
+    }
+
+    /// Where cancel requests are sent from.
+    private static let requests = DispatchQueue(label: "postgres.cancel", attributes: .concurrent)
 }
 
 /// A notification sent with `NOTIFY` or `pg_notify` to a channel this connection listens on.

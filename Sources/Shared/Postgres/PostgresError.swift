@@ -17,6 +17,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let unexpectedResult = Code(description: "unexpected result")
         /// Every connection of a pool stayed in use for as long as a caller may wait for one.
         public static let poolExhausted = Code(description: "no connection free")
+        /// The task that ran the statement was cancelled before it started (`withCancellableStatements`).
+        public static let cancelled = Code(description: "cancelled")
     }
 
     public var code: Code

@@ -43,7 +43,8 @@ public actor PostgresPool {
     }
 
     /// Lends a connection to `body` and takes it back afterwards, whatever `body` does. `body` runs in the
-    /// caller's context; only taking and returning the connection go through the pool.
+    /// caller's context; only taking and returning the connection go through the pool. When the caller is cancelled
+    /// (its client went away), the statement it runs is cancelled in PostgreSQL.
     ///
     /// A connection that sat idle may have been closed by its server meanwhile (a restart, a standby stopped, so that
     /// the next connection settles on the primary): when `body` breaks such a connection, it runs again on another,
@@ -52,7 +53,7 @@ public actor PostgresPool {
         while true {
             let (connection, wasIdle) = try await acquire()
             do {
-                let result = try await body(connection)
+                let result = try await connection.withCancellableStatements { try await body(connection) }
                 await release(connection)
                 return result
             } catch {

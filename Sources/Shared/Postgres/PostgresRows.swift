@@ -133,6 +133,50 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
     }
 }
 
+extension [UInt8] {
+    /// The bytes of a `bytea` as PostgreSQL prints it in text (`\x` then hex digits); nil for anything else.
+    init?(postgresHex text: String) {
+        let digits = text.utf8
+        guard digits.count >= 2, digits.count % 2 == 0, digits.starts(with: [UInt8(ascii: "\\"), UInt8(ascii: "x")])
+        else { return nil }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(digits.count / 2 - 1)
+        var high: UInt8?
+        for digit in digits.dropFirst(2) {
+            let value: UInt8
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = digit &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = digit &- UInt8(ascii: "a") &+ 10
+            default: return nil
+            }
+            if let first = high {
+                bytes.append(first << 4 | value)
+                high = nil
+            } else {
+                high = value
+            }
+        }
+        self = bytes
+    }
+}
+
+/// A `bytea` element of an array parameter.
+public struct PostgresBytes: PostgresArrayElement {
+    public var bytes: [UInt8]
+
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    public var postgresParameter: PostgresParameter { .binary(bytes) }
+    public static var postgresElementType: UInt32 { 17 }
+
+    public func appendPostgresElement(to buffer: inout [UInt8]) {
+        buffer.appendBigEndian(Int32(bytes.count))
+        buffer.append(contentsOf: bytes)
+    }
+}
+
 /// The rows a statement returned, copied out of libpq, in text format.
 public struct PostgresRows: Sendable {
     public let columns: [String]
@@ -173,6 +217,14 @@ public struct PostgresRow: Sendable {
     public func int(_ index: Int) throws(PostgresError) -> Int {
         guard let value = self[index].flatMap({ Int($0) }) else { throw unexpected(index, "is not an integer") }
         return value
+    }
+
+    /// A `bytea`.
+    public func bytes(_ index: Int) throws(PostgresError) -> [UInt8] {
+        guard let bytes = self[index].flatMap({ [UInt8](postgresHex: $0) }) else {
+            throw unexpected(index, "is not bytea")
+        }
+        return bytes
     }
 
     public func bool(_ index: Int) throws(PostgresError) -> Bool {

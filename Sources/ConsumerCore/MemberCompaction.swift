@@ -1,0 +1,69 @@
+import Logging
+import Metrics
+import ServiceLifecycle
+import Shared
+
+/// The consumer's service that runs `MemberCompactor` every second on a database connection of its own, and at once
+/// again while a compaction finds a full transaction's worth waiting (a backlog drains). Whatever the database
+/// answers instead (it is down, read-only, or the schema is not migrated yet), compaction is tried again with backoff,
+/// logged once when it starts failing and once when it works again; the rows wait in `member_visits_pending`, where
+/// the reports read them too.
+public final class MemberCompaction: Service {
+    private let configuration: PostgresConfiguration
+    private let compactor: MemberCompactor
+    private let interval: Duration
+    private let logger: Logger
+    private let compacted = Counter(label: "coworking_consumer_members_compacted_total")
+    private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+
+    public init(
+        configuration: PostgresConfiguration, compactor: MemberCompactor = MemberCompactor(),
+        interval: Duration = .seconds(1), logger: Logger
+    ) {
+        self.configuration = configuration
+        self.compactor = compactor
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            try? await self.compactUntilCancelled()
+        }
+    }
+
+    private func compactUntilCancelled() async throws {
+        var connection: PostgresConnection?
+        var failing = false
+        while !Task.isCancelled {
+            let moved = try await backoff.retrying(
+                isRetriable: { $0 is PostgresError },
+                failed: { error, _, _ in
+                    if connection?.isUsable == false { connection = nil }
+                    if !failing {
+                        failing = true
+                        logger.warning(
+                            "Compacting the members' rows failed; retrying",
+                            metadata: [LogKey.error: "\(String(reflecting: error))"])
+                    }
+                }
+            ) {
+                let current: PostgresConnection
+                if let connection {
+                    current = connection
+                } else {
+                    current = try await PostgresConnection.connect(configuration, logger: logger)
+                    connection = current
+                }
+                let (compactor, schema) = (self.compactor, configuration.schema)
+                return try await current.withTransaction { try compactor.compact(on: $0, schema: schema) }
+            }
+            if failing {
+                failing = false
+                logger.info("Compacting the members' rows again")
+            }
+            compacted.increment(by: moved ?? 0)
+            if (moved ?? 0) < compactor.rowsPerTransaction { try await Task.sleep(for: interval) }
+        }
+    }
+}
