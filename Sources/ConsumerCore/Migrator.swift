@@ -94,7 +94,8 @@ public struct Migrator: Sendable {
                 ? try connection.query("SELECT coalesce(sum(checkins), 0)::bigint FROM fold_totals")[0].int(0) : 0
             let (added, removed) = try Self.synchronizeZones(zones, on: connection)
             // Zones kept before version 6 get their members' days from the rows kept so far, as an added zone does.
-            let unfilled = current > 0 && applied.contains(Self.memberDaysVersion) ? zones.filter { !added.contains($0) } : []
+            let unfilled =
+                current > 0 && applied.contains(Self.memberDaysVersion) ? zones.filter { !added.contains($0) } : []
             try MemberCompactor.fill(zones: unfilled + added, schema: schema, on: connection)
             if let readerRole {
                 try connection.execute(

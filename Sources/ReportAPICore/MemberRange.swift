@@ -75,7 +75,8 @@ struct MemberRange {
         }
         var top = Array(leaders.sorted(by: Self.ranksBefore).prefix(limit))
         let joined = try await connection.query(
-            "SELECT user_id, joined_at FROM user_activity WHERE user_id = ANY($1::int[])", [top.map { Int32($0.userID) }])
+            "SELECT user_id, joined_at FROM user_activity WHERE user_id = ANY($1::int[])",
+            [top.map { Int32($0.userID) }])
         var joinedAt: [Int: Timestamp] = [:]
         for row in joined.rows { joinedAt[try row.int(0)] = try row.optionalTimestamp(1) }
         for index in top.indices { top[index].joinedAt = joinedAt[top[index].userID] }

@@ -79,7 +79,8 @@ public struct ReportAPISettings: Sendable {
             costlyPatience: poolTimeout,
             clientConcurrency: try environment.integer("API_CLIENT_CONCURRENCY", default: 16, in: 1...10_000),
             cacheBytes: try environment.integer("REPORT_CACHE_MB", default: 32, in: 1...4_096) << 20,
-            maxStaleness: .milliseconds(try environment.integer("REPORT_MAX_STALE_MS", default: 2_000, in: 0...600_000)))
+            maxStaleness: .milliseconds(try environment.integer("REPORT_MAX_STALE_MS", default: 2_000, in: 0...600_000))
+        )
         return ReportAPISettings(
             database: try PostgresConfiguration.fromEnvironment(
                 environment, applicationName: "report-api", sessionAttributes: "prefer-standby"),

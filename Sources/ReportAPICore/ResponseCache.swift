@@ -217,7 +217,8 @@ final class ResponseCache<Answer: Sendable>: Sendable {
     }
 
     private func leave(_ key: String, computation id: Int, listener: Int, holding: Bool) {
-        let (waiter, abandoned) = state.withLock { state -> (CheckedContinuation<Result<Answer, any Error>?, Never>?, Task<Void, Never>?) in
+        let (waiter, abandoned) = state.withLock {
+            state -> (CheckedContinuation<Result<Answer, any Error>?, Never>?, Task<Void, Never>?) in
             guard var computing = state.entries[key]?.computing, computing.id == id else { return (nil, nil) }
             let waiter = computing.listeners.removeValue(forKey: listener)?.continuation
             if holding { computing.holders -= 1 }

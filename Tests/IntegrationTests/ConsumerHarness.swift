@@ -294,7 +294,8 @@ struct ExpectedRollups: Equatable {
                 }
                 let quarter = micros.floorDivided(by: 900_000_000).quotient * 900_000_000
                 quarterHours["\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space)", default: 0] += 1
-                memberVisits["\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space) \(event.userID)", default: 0] += 1
+                memberVisits[
+                    "\(Timestamp(microsecondsSinceEpoch: quarter).rfc3339) \(space) \(event.userID)", default: 0] += 1
                 var user = users[event.userID, default: User()]
                 user.visits += 1
                 user.first = min(user.first ?? event.occurredAt, event.occurredAt)

@@ -108,14 +108,18 @@ struct DashboardBrowserTests {
             #expect(shown.heat == cells)
             #expect(shown.heat.values.flatMap(\.values).reduce(0, +) == visitsOfHQ)
 
-            // The members' table, as top_members answers.
+            // The members' table, as top_members answers for the same zone, range and space, and as the model ranks
+            // the members of the space.
             struct Member: Decodable {
                 var user_id: Int
                 var visits: Int
                 var joined_at: String?
             }
             let members = try JSONDecoder().decode(
-                [Member].self, from: try await answer("/api/reports/top_members?limit=10"))
+                [Member].self, from: try await answer("/api/reports/top_members?tz=Asia/Kolkata&space=hq&limit=10"))
+            #expect(
+                members.map { [$0.user_id, $0.visits] }
+                    == ReportFormatsTests.expectedTopMembers(expected, zone: "Asia/Kolkata", space: "hq", limit: 10))
             #expect(
                 shown.members
                     == members.map {
@@ -131,7 +135,7 @@ struct DashboardBrowserTests {
             // When unique_visitors cannot answer (here it waits for a lock past the statement timeout, as a long
             // range on a large history does), the page shows the other reports and says why.
             let locker = try await harness.database()
-            try await locker.execute("BEGIN; LOCK TABLE member_visits IN ACCESS EXCLUSIVE MODE")
+            try await locker.execute("BEGIN; LOCK TABLE member_days IN ACCESS EXCLUSIVE MODE")
             let degraded = try await Self.openPage(
                 port: port, token: "s3cret-token", zone: "UTC", range: "all", space: "",
                 screenshot: Self.output.appendingPathComponent("dashboard-without-unique.png").path)

@@ -26,9 +26,25 @@ struct ReportFormatsTests {
         }
     }
 
+    /// The `limit` members with the most visits in `zone`'s local days from...to, to `space` or any, most first and
+    /// ties by ascending id, as `[user id, visits]`, from the reference model.
+    static func expectedTopMembers(
+        _ expected: ExpectedRollups, zone: String, from: String = "0000-01-01", to: String = "9999-12-31",
+        space: String? = nil, limit: Int
+    ) -> [[Int]] {
+        var visits: [Int32: Int] = [:]
+        for (key, members) in expected.memberDays {
+            let parts = key.split(separator: " ").map(String.init)
+            guard parts[0] == zone, parts[1] >= from, parts[1] <= to, parts[2] == (space ?? "*") else { continue }
+            for (user, count) in members { visits[user, default: 0] += count }
+        }
+        return visits.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(limit).map { [Int($0.key), $0.value] }
+    }
+
     /// The first local day of `zone` with a visit, in the reference model.
     static func firstDayWithData(_ expected: ExpectedRollups, zone: String) -> String? {
-        expected.daily.keys.map { $0.split(separator: " ").map(String.init) }.filter { $0[0] == zone }.map { $0[1] }.min()
+        expected.daily.keys.map { $0.split(separator: " ").map(String.init) }.filter { $0[0] == zone }.map { $0[1] }
+            .min()
     }
 
     /// Visits per ISO weekday (1 is Monday) and hour of `zone`'s local days in from...to, from the reference model.
@@ -236,6 +252,31 @@ struct ReportFormatsTests {
                 #expect(
                     try await Self.get(client, "/api/reports/unique_visitors?tz=UTC&from=2020-01-01&to=2020-12-31").body
                         == #"{"days":{},"total":0}"#)
+
+                // The members with the most visits over a range, in a zone of REPORT_TIMEZONES (members' days) and
+                // in one that is not (15-minute rows), for all spaces and one; all time from the users' totals.
+                for (zone, space) in [("Asia/Kolkata", nil), ("Asia/Kolkata", "hq"), ("Asia/Kathmandu", "hq")] {
+                    let query = "tz=\(zone)&from=2023-06-01&to=2023-11-05" + (space.map { "&space=\($0)" } ?? "")
+                    let expectedTop = Self.expectedTopMembers(
+                        expected, zone: zone, from: "2023-06-01", to: "2023-11-05", space: space, limit: 25)
+                    // Counting quarter hours or days instead of visits, or one space for all, would differ.
+                    #expect(expectedTop.count == 25 && expectedTop[0][1] > expectedTop[24][1])
+                    let top = try await Self.get(client, "/api/reports/top_members?\(query)&limit=25")
+                    let members = try #require(
+                        try JSONSerialization.jsonObject(with: Data(top.body.utf8)) as? [[String: Any]])
+                    #expect(
+                        members.map { [$0["user_id"] as? Int ?? -1, $0["visits"] as? Int ?? -1] } == expectedTop,
+                        "\(zone), space \(space ?? "all")")
+                    let joined = members.compactMap { $0["joined_at"] as? String }
+                    let expectedJoined = expectedTop.compactMap { expected.users[Int32($0[0])]?.joined?.rfc3339 }
+                    #expect(joined == expectedJoined)
+                }
+                let allTime = expected.users.sorted { ($0.value.visits, $1.key) > ($1.value.visits, $0.key) }
+                #expect(
+                    try await Self.get(client, "/api/reports/top_members?limit=3&format=csv").body
+                        == "user_id,visits,joined_at\r\n"
+                        + allTime.prefix(3).map { "\($0.key),\($0.value.visits),\($0.value.joined?.rfc3339 ?? "")\r\n" }
+                        .joined())
             }
         }
         try await harness.cleanup()

@@ -148,7 +148,7 @@ async function load() {
       api("/api/reports/daily_usage", { ...query, fill: "zero" }).then((r) => r.json()),
       api("/api/reports/unique_visitors", { ...query, fill: "zero" }).then((r) => r.json(), (error) => ({ error })),
       api("/api/reports/weekday_hours", query).then((r) => r.json()),
-      api("/api/reports/top_members", { limit: 10 }).then((r) => r.json()),
+      api("/api/reports/top_members", { ...query, limit: 10 }).then((r) => r.json()),
     ]);
     renderSummary(summary, unique);
     renderDaily(days, unique);
@@ -174,7 +174,7 @@ async function watch() {
 async function downloadCSV(event) {
   event.preventDefault();
   const report = event.target.dataset.report;
-  const params = report === "top_members" ? { limit: 100 } : selection();
+  const params = report === "top_members" ? { ...selection(), limit: 100 } : selection();
   try {
     const blob = await (await api("/api/reports/" + report, { ...params, format: "csv" })).blob();
     const link = cell("a", "", { href: URL.createObjectURL(blob), download: `${report}.csv` });
