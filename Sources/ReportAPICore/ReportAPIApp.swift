@@ -116,7 +116,10 @@ public enum ReportAPIApp {
         let router = Router(context: ReportRequestContext.self, options: .autoGenerateHeadEndpoints)
         // Outermost, so that metrics count the answers the error middleware makes of errors.
         router.add(middleware: RequestMetricsMiddleware(metrics: RequestMetrics(registry: registry)))
-        router.add(middleware: JSONErrorMiddleware(logger: logger, statementTimeout: store.statementTimeout))
+        let knownPaths = KnownPaths()
+        router.add(
+            middleware: JSONErrorMiddleware(
+                logger: logger, statementTimeout: store.statementTimeout, knownPaths: knownPaths))
         if let tokens { router.add(middleware: BearerTokenMiddleware(tokens: tokens, openRoutes: openRoutes)) }
         router.add(
             middleware: ClientLimitMiddleware(
@@ -140,13 +143,11 @@ public enum ReportAPIApp {
             dashboard.fileResponse(context.parameters.get("file") ?? "", to: request)
         }
         // On a path the API serves, OPTIONS names the methods it allows and any other method answers 405, as Flask
-        // does; the router alone would answer 404, as if the path did not exist.
+        // does (JSONErrorMiddleware); the router alone would answer 404, as if the path did not exist.
         for route in router.routes {
             router.on(route.path, method: .options) { _, _ in Response(status: .ok, headers: [.allow: allowedMethods]) }
-            for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
-                router.on(route.path, method: method) { _, _ -> Response in throw HTTPError(.methodNotAllowed) }
-            }
         }
+        knownPaths.record(router.routes.map(\.path.description))
         return router
     }
 }

@@ -222,7 +222,9 @@ final class ResponseCache<Answer: Sendable>: Sendable {
             guard var computing = state.entries[key]?.computing, computing.id == id else { return (nil, nil) }
             let waiter = computing.listeners.removeValue(forKey: listener)?.continuation
             if holding { computing.holders -= 1 }
-            guard computing.holders <= 0, !computing.listeners.values.contains(where: \.holds) else {
+            // Only a holder's leaving abandons it: one started for askers given the last answer meanwhile has no
+            // holder, and runs to its end for the cache.
+            guard holding, computing.holders <= 0, !computing.listeners.values.contains(where: \.holds) else {
                 state.entries[key]?.computing = computing
                 return (waiter, nil)
             }

@@ -81,6 +81,52 @@ struct APITokenTests {
         try await ReportAPILimitsTests.drop(schema)
     }
 
+    /// An attacker's spellings of the reports' paths, sent as they are on a socket: whatever the router makes of them,
+    /// none reaches a report without the token. The routes anyone may reach stay open, and the token still opens a
+    /// route however its path is spelled.
+    @Test func noSpellingOfAPathReachesAReportWithoutTheToken() async throws {
+        let path = try Self.tokensFile(Self.digest + "\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let schema = try await ReportAPILimitsTests.schema(users: 3)
+        let pool = PostgresPool(
+            configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
+        )
+        let router = ReportAPIApp.buildRouter(
+            store: ReportStore(pool: pool), zones: TestServers.utcZones, tokens: try APITokens.fromFile(path),
+            registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
+        try await Application(router: router).test(.live) { client in
+            let port = try #require(client.port)
+            func status(_ path: String, token: String? = nil) async throws -> String {
+                let answer = try await HTTPGet.text(port: port, path: path, authorization: token.map { "Bearer " + $0 })
+                return answer.components(separatedBy: "\r\n")[0]
+            }
+            let spellings = [
+                "//api/reports/user_visits", "///api/reports/daily_usage", "//api/reports/unique_visitors?format=csv",
+                "/api//reports/summary", "/api/reports//top_members", "/./api/reports/summary",
+                "/api/./reports/summary", "/api/reports/../reports/summary", "/api%2Freports%2Fsummary",
+                "/api/reports%2Fsummary", "/api/reports/summary/", "//api/reports/user_visits/?limit=5",
+                "/API/reports/summary", "/api/reports/SUMMARY", "/api/reports/filters//",
+            ]
+            for spelling in spellings {
+                let line = try await status(spelling)
+                #expect(
+                    line == "HTTP/1.1 401 Unauthorized" || line == "HTTP/1.1 404 Not Found",
+                    "\(spelling) answered \(line.debugDescription)")
+            }
+            for spelling in ["//api/reports/user_visits", "/api//reports/summary", "/api/reports/summary/"] {
+                #expect(try await status(spelling) == "HTTP/1.1 401 Unauthorized", "\(spelling)")
+                #expect(try await status(spelling, token: "s3cret-token") == "HTTP/1.1 200 OK", "\(spelling)")
+            }
+            for open in ["/", "/openapi.json", "/health_check", "/readiness_check", "/metrics", "//health_check"] {
+                #expect(try await status(open) == "HTTP/1.1 200 OK", "\(open)")
+            }
+            let page = try await HTTPGet.text(port: port, path: "/")
+            let script = try #require(page.firstMatch(of: /\/dashboard\/app\.js\?v=[0-9a-f]+/))
+            #expect(try await status(String(script.0)) == "HTTP/1.1 200 OK")
+        }
+        try await ReportAPILimitsTests.drop(schema)
+    }
+
     @Test func metricsMoveToTheirOwnPort() async throws {
         let (appPort, metricsPort) = (Int.random(in: 30_000..<35_000), Int.random(in: 35_000..<40_000))
         let process = Process()
@@ -106,11 +152,13 @@ struct APITokenTests {
     }
 }
 
-/// A one-shot HTTP/1.1 GET over a plain socket, for programs started as processes.
+/// A one-shot HTTP/1.1 GET over a plain socket, for programs started as processes, and for paths sent exactly as
+/// written.
 enum HTTPGet {
     /// The whole answer, head and body, or "" when nothing listens.
-    static func text(port: Int, path: String) async throws -> String {
-        guard let client = try? StalledClient(port: port, path: path, closing: true) else { return "" }
+    static func text(port: Int, path: String, authorization: String? = nil) async throws -> String {
+        guard let client = try? StalledClient(port: port, path: path, closing: true, authorization: authorization)
+        else { return "" }
         return try await client.readToEnd()
     }
 }

@@ -81,12 +81,17 @@ struct ConsumerHarness {
         _ count: Int = 1, batchSize: Int = 200, foldConnections: Int = ConsumerSettings.defaultFoldConnections,
         changing change: (inout ConsumerSettings) -> Void = { _ in }, _ body: () async throws -> T
     ) async throws -> T {
-        let consumers = try (0..<count).map { _ in
-            RollupConsumer(
-                settings: try settings(batchSize: batchSize, foldConnections: foldConnections, changing: change),
-                logger: TestServers.logger)
+        // Each consumer with its members' compaction beside it, as `consumer run` has, compacting often so that the
+        // tests' exact comparisons see compactions race the folds.
+        let services = try (0..<count).flatMap { _ -> [any Service] in
+            let settings = try settings(batchSize: batchSize, foldConnections: foldConnections, changing: change)
+            return [
+                RollupConsumer(settings: settings, logger: TestServers.logger),
+                MemberCompaction(
+                    configuration: settings.database, interval: .milliseconds(100), logger: TestServers.logger),
+            ]
         }
-        let group = ServiceGroup(services: consumers, logger: TestServers.logger)
+        let group = ServiceGroup(services: services, logger: TestServers.logger)
         let running = Task { try await group.run() }
         let result: T
         do {

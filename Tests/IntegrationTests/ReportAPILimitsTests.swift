@@ -256,7 +256,7 @@ final class StalledClient: Sendable {
     private let socket: Int32
 
     /// Sends `GET path`; with `closing`, asks the server to close the connection after its answer.
-    init(port: Int, path: String, closing: Bool = false) throws {
+    init(port: Int, path: String, closing: Bool = false, authorization: String? = nil) throws {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.socket = socket
         var size: Int32 = 4096
@@ -268,7 +268,9 @@ final class StalledClient: Sendable {
             }
         }
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\n" + (closing ? "Connection: close\r\n" : "") + "\r\n"
+        let request =
+            "GET \(path) HTTP/1.1\r\nHost: localhost\r\n" + (closing ? "Connection: close\r\n" : "")
+            + (authorization.map { "Authorization: \($0)\r\n" } ?? "") + "\r\n"
         _ = request.withCString { send(socket, $0, strlen($0), 0) }
     }
 

@@ -5,6 +5,7 @@ import Logging
 import Prometheus
 import ReportAPICore
 import Shared
+import TestSupport
 import Testing
 
 @Suite("The report API over folded rollups", .serialized)
@@ -315,5 +316,37 @@ struct ReportAPITests {
         #expect(
             system("python3 -m openapi_spec_validator \(file.path) >/dev/null") == 0,
             "the document is not valid OpenAPI")
+    }
+
+    /// schemathesis (PyPI), run against a live API over folded data: every answer a path gives, to valid and invalid
+    /// queries, other methods and odd headers, is one the OpenAPI document lists, with the content type and shape it
+    /// documents; with the token and without it. Its check that every schema-valid request is accepted is left out:
+    /// some rules of a query cannot be written in the schema (a zone's existence, from before to, a span).
+    @Test func everyAnswerIsOneTheOpenAPIDocumentLists() async throws {
+        let harness = try await ReportFormatsTests.folded(workload(events: 2_000, users: 80, seed: 59))
+        try await harness.compactMembers()
+        let tokens = try APITokenTests.tokensFile(APITokenTests.digest + "\n")
+        defer { try? FileManager.default.removeItem(atPath: tokens) }
+        let pool = PostgresPool(
+            configuration: try TestServers.readerDatabase(schema: harness.schema), maxConnections: 4,
+            logger: TestServers.logger)
+        let router = ReportAPIApp.buildRouter(
+            store: ReportStore(pool: pool), zones: ReportZones(folded: Self.zones, defaultZone: "UTC"),
+            cacheLifetime: .seconds(1), tokens: try APITokens.fromFile(tokens),
+            limits: ReportLimits(clientConcurrency: 64), registry: PrometheusCollectorRegistry(),
+            logger: TestServers.logger)
+        try await Application(router: router).test(.live) { client in
+            let port = try #require(client.port)
+            for authorization in [["-H", "Authorization: Bearer s3cret-token"], []] {
+                let (status, output) = try await runToEnd(
+                    [
+                        "schemathesis", "run", "http://127.0.0.1:\(port)/openapi.json", "--checks", "all",
+                        "--exclude-checks", "positive_data_acceptance", "--max-examples", "25", "--seed", "7",
+                        "--no-color",
+                    ] + authorization)
+                #expect(status == 0, "\(String(decoding: output, as: UTF8.self).suffix(4_000))")
+            }
+        }
+        try await harness.cleanup()
     }
 }

@@ -149,4 +149,131 @@ struct ResponseCacheTests {
         #expect(try await cache.answer(for: "q", source.compute) == "answer 3")
         #expect(source.count == 3)
     }
+
+    /// With the signal of folds, a slow report (its recomputation held back by the test) is computed once at a time:
+    /// askers wait for it as long as the cache's patience, then get the last answer; past `maxStaleness` they wait.
+    @Test func aSlowReportIsComputedOnceAtATimeAndItsLastAnswerServedMeanwhile() async throws {
+        let clock = ManualClock()
+        let generation = ManualGeneration()
+        let cache = ResponseCache<String>(
+            lifetime: .seconds(1), patience: .milliseconds(50), maxStaleness: .seconds(2), now: clock.now,
+            generation: generation.current)
+        let source = GatedSource()
+        async let first = cache.answer(for: "q", source.compute)
+        source.release()
+        #expect(try await first == "answer 1")
+
+        generation.fold()
+        let asked = ContinuousClock.now
+        #expect(try await cache.answer(for: "q", source.compute) == "answer 1", "the last answer, after waiting")
+        #expect(ContinuousClock.now - asked >= .milliseconds(50), "waited its patience for the new one")
+        generation.fold()
+        #expect(try await cache.answer(for: "q", source.compute) == "answer 1")
+        #expect(source.count == 2, "one computation at a time, however many folds")
+
+        source.release()
+        var answer = "answer 1"
+        let deadline = ContinuousClock.now + .seconds(10)
+        while answer == "answer 1", ContinuousClock.now < deadline {
+            answer = try await cache.answer(for: "q", source.compute)
+        }
+        #expect(answer == "answer 2", "the computation that ran, once it ended")
+        #expect(source.count == 2)
+        #expect(try await cache.answer(for: "q", source.compute) == "answer 2", "while the current one is computed")
+        #expect(source.count == 3, "the current generation's, started by the next asker")
+
+        // The last answer is now too old to be served: askers wait for the new one.
+        clock.advance(by: .seconds(3))
+        async let waited = cache.answer(for: "q", source.compute)
+        try await Task.sleep(for: .milliseconds(200))
+        source.release()
+        #expect(try await waited == "answer 3")
+    }
+
+    /// A computation shared by several askers goes on while one of them is left; once every asker has left (their
+    /// clients went away), it is cancelled, and the next asker starts afresh.
+    @Test func aComputationIsCancelledOnceEveryAskerLeft() async throws {
+        final class Source: Sendable {
+            let runs = Atomic<Int>(0)
+            let cancelled = Atomic<Int>(0)
+
+            func compute() async throws -> String {
+                let run = runs.add(1, ordering: .relaxed).newValue
+                do {
+                    try await Task.sleep(for: .seconds(30))
+                } catch {
+                    cancelled.add(1, ordering: .relaxed)
+                    throw error
+                }
+                return "answer \(run)"
+            }
+        }
+        let cache = ResponseCache<String>(lifetime: .seconds(60))
+        let source = Source()
+        let askers = (0..<2).map { _ in Task { try await cache.answer(for: "q", source.compute) } }
+        while source.runs.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        askers[0].cancel()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(source.cancelled.load(ordering: .relaxed) == 0, "the other asker still waits for it")
+        askers[1].cancel()
+        let deadline = ContinuousClock.now + .seconds(5)
+        while source.cancelled.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(source.cancelled.load(ordering: .relaxed) == 1)
+        for asker in askers { await #expect(throws: CancellationError.self) { try await asker.value } }
+        let next = Task { try await cache.answer(for: "q", source.compute) }
+        while source.runs.load(ordering: .relaxed) < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        next.cancel()
+    }
+
+    /// Answers fill the budget of bytes; past it the least recently asked for are dropped first, and an answer larger
+    /// than a quarter of the budget is given and not kept. The total is reported after each change.
+    @Test func theCacheKeepsWithinItsBudgetDroppingTheLeastRecentlyAskedFirst() async throws {
+        let total = Mutex(0)
+        let cache = ResponseCache<String>(
+            lifetime: .seconds(60), maxBytes: 1_000, size: { $0.utf8.count },
+            sizeChanged: { bytes in total.withLock { $0 = bytes } })
+        let answer = String(repeating: "x", count: 98)
+        for key in 1...8 { _ = try await cache.answer(for: "k\(key)") { answer } }
+        #expect(total.withLock { $0 } == 8 * 100)
+        #expect(cache.cachedAnswer(for: "k1") == answer, "asked for again: the most recent")
+        for key in 9...10 { _ = try await cache.answer(for: "k\(key)") { answer } }
+        #expect(total.withLock { $0 } <= 750)
+        #expect(cache.cachedAnswer(for: "k1") != nil)
+        #expect(cache.cachedAnswer(for: "k2") == nil, "the least recently asked for went first")
+        #expect(cache.cachedAnswer(for: "k10") != nil)
+        let large = String(repeating: "y", count: 300)
+        #expect(try await cache.answer(for: "large") { large } == large)
+        #expect(cache.cachedAnswer(for: "large") == nil)
+    }
+
+    /// However many callers ask, the readiness probe asks the database once a second at most, and answers by its
+    /// deadline when the database does not.
+    @Test func theReadinessProbeAsksAtMostOnceASecondAndAnswersByItsDeadline() async throws {
+        let asks = Atomic<Int>(0)
+        let probe = ReadinessProbe {
+            asks.add(1, ordering: .relaxed)
+            try? await Task.sleep(for: .milliseconds(50))
+            return true
+        }
+        let answers = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<200 { group.addTask { await probe.databaseAnswers(within: .seconds(2)) } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers == Array(repeating: true, count: 200))
+        #expect(await probe.databaseAnswers(within: .seconds(2)))
+        #expect(asks.load(ordering: .relaxed) == 1)
+        try await Task.sleep(for: .milliseconds(1_100))
+        #expect(await probe.databaseAnswers(within: .seconds(2)))
+        #expect(asks.load(ordering: .relaxed) == 2)
+
+        let hanging = ReadinessProbe {
+            try? await Task.sleep(for: .seconds(30))
+            return true
+        }
+        let asked = ContinuousClock.now
+        #expect(await hanging.databaseAnswers(within: .milliseconds(200)) == false)
+        #expect(ContinuousClock.now - asked < .seconds(1))
+    }
 }
