@@ -13,7 +13,7 @@ struct ConsumerCommand: AsyncParsableCommand {
         commandName: "consumer",
         abstract: "Folds check-in events from RabbitMQ into the PostgreSQL rollups.",
         discussion: "Configured by environment variables: see the README.",
-        subcommands: [Run.self, Migrate.self],
+        subcommands: [Run.self, Migrate.self, ForgetMember.self],
         defaultSubcommand: Run.self
     )
 }
@@ -64,6 +64,44 @@ struct Migrate: AsyncParsableCommand {
             print(summary)
         } catch {
             Program.exit(after: error, logger: logger, "Migration failed")
+        }
+        Program.finish()
+    }
+}
+
+struct ForgetMember: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget-member",
+        abstract: "Erases what identifies a member in the rollups; the day and hour counts stay as they were.",
+        discussion:
+            "Deletes the member's user_visits line and keeps their members' rows under a pseudonym, in one transaction."
+            + " Events of the member still queued are folded afterwards: run it again once the queue drained."
+    )
+
+    @Option(help: "The member's user id.") var userId: Int32
+
+    func validate() throws {
+        guard userId > 0 else { throw ValidationError("--user-id must be from 1 to \(Int32.max)") }
+    }
+
+    func run() async throws {
+        let settings = Program.configuration { () throws(ConfigurationError) in
+            try MigrationSettings.fromEnvironment(.process)
+        }
+        Program.bootstrapLogging(level: settings.logLevel)
+        let logger = Logger(label: "consumer.forget-member")
+        let report = await Program.run("Forgetting the member failed", logger: logger) {
+            let connection = try await PostgresConnection.connect(settings.database, logger: logger)
+            return try await MemberErasure(schema: settings.database.schema).forget(userId, on: connection)
+        }
+        if report.foundAnything {
+            print(
+                "forgot member \(userId): \(report.userActivity) user_visits line deleted; \(report.memberRows) members' "
+                    + "rows, \(report.waitingRows) waiting for compaction and "
+                    + (report.numbered ? "their number" : "no number")
+                    + " kept under a pseudonym; visits per day and hour unchanged")
+        } else {
+            print("member \(userId): the rollups hold nothing of them")
         }
         Program.finish()
     }

@@ -13,29 +13,38 @@ public enum ConsumerApp {
     ) -> ServiceGroup {
         let consumer = RollupConsumer(settings: settings, logger: logger)
         let probes = buildProbeServer(consumer: consumer, settings: settings, registry: registry, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: MemberCompaction(configuration: settings.database, logger: logger)),
+            .init(service: probes),
+        ]
+        if !settings.retention.isEmpty {
+            services.append(
+                .init(
+                    service: Retention(configuration: settings.database, horizons: settings.retention, logger: logger)))
+        }
         var configuration = ServiceGroupConfiguration(
-            services: [
-                .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: MemberCompaction(configuration: settings.database, logger: logger)),
-                .init(service: probes),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         configuration.maximumGracefulShutdownDuration = settings.shutdownDeadline
         return ServiceGroup(configuration: configuration)
     }
 
-    /// `/health_check` (the process answers), `/readiness_check` (consuming, and the database answers) and
-    /// `/metrics`, on `METRICS_PORT`.
+    /// `/health_check` (the process answers), `/readiness_check` (consuming, and no fault of the database keeps the
+    /// folds waiting; else 503 `failed: ` and why) and `/metrics`, on `METRICS_PORT`.
     public static func buildProbeServer(
         consumer: RollupConsumer, settings: ConsumerSettings, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> some Service {
         let router = Router()
         router.get("health_check") { _, _ in "ok" }
         router.get("readiness_check") { _, _ -> Response in
-            consumer.isReady
-                ? Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok")))
-                : Response(status: .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: "failed")))
+            guard let unreadiness = consumer.unreadiness else {
+                return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok")))
+            }
+            return Response(
+                status: .serviceUnavailable,
+                body: ResponseBody(byteBuffer: ByteBuffer(string: "failed: \(unreadiness)")))
         }
         router.get("metrics") { _, _ -> Response in
             Response(

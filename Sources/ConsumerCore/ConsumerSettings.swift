@@ -32,6 +32,9 @@ public struct ConsumerSettings: Sendable {
     public var metricsPort: Int
     /// `BIND_ADDRESS`: the address that port listens on; default `0.0.0.0`, for Kubernetes probes.
     public var bindAddress: String
+    /// What is kept: event ids for `DEDUP_HORIZON_DAYS` (the horizon of `rules`), the members' rows and days for
+    /// `MEMBER_RETENTION_DAYS`; both unset by default, keeping everything.
+    public var retention: Retention.Horizons
     public var logLevel: Logger.Level
 
     public static let defaultBatchSize = 4000
@@ -47,8 +50,10 @@ public struct ConsumerSettings: Sendable {
         batchSize: Int = ConsumerSettings.defaultBatchSize,
         batchMaxDelay: Duration = .milliseconds(200), foldConnections: Int = ConsumerSettings.defaultFoldConnections,
         prefetch: Int? = nil, shutdownDeadline: Duration = .seconds(20), metricsPort: Int = 9090,
-        bindAddress: String = "0.0.0.0", logLevel: Logger.Level = .info
+        bindAddress: String = "0.0.0.0", retention: Retention.Horizons = Retention.Horizons(),
+        logLevel: Logger.Level = .info
     ) {
+        self.retention = retention
         self.database = database
         self.amqp = amqp
         self.topology = topology
@@ -76,11 +81,12 @@ public struct ConsumerSettings: Sendable {
         guard prefetch >= batchSize else {
             throw ConfigurationError(variable: "PREFETCH", problem: "must be at least BATCH_SIZE (\(batchSize))")
         }
+        let rules = try EventRules.fromEnvironment(environment)
         return ConsumerSettings(
             database: try PostgresConfiguration.fromEnvironment(environment, applicationName: "consumer"),
             amqp: try AMQPConfiguration.fromEnvironment(environment),
             topology: try Topology.fromEnvironment(environment),
-            rules: try EventRules.fromEnvironment(environment),
+            rules: rules,
             zones: try ReportZones.fromEnvironment(environment),
             batchSize: batchSize,
             batchMaxDelay: .milliseconds(try environment.integer("BATCH_MAX_DELAY_MS", default: 200, in: 0...60_000)),
@@ -89,6 +95,11 @@ public struct ConsumerSettings: Sendable {
             shutdownDeadline: .seconds(try environment.integer("SHUTDOWN_DEADLINE_S", default: 20, in: 1...3_600)),
             metricsPort: try environment.integer("METRICS_PORT", default: 9090, in: 1...65_535),
             bindAddress: environment["BIND_ADDRESS"] ?? "0.0.0.0",
+            retention: Retention.Horizons(
+                eventIDs: rules.dedupHorizonDays,
+                members: try environment["MEMBER_RETENTION_DAYS"].map { _ throws(ConfigurationError) in
+                    try environment.integer("MEMBER_RETENTION_DAYS", default: 0, in: 1...36_500)
+                }),
             logLevel: try Logger.Level.fromEnvironment(environment)
         )
     }

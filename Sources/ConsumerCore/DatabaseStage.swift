@@ -6,24 +6,33 @@ import Synchronization
 
 /// The consumer's database side: one connection, reopened when it breaks, and the fold retried until it
 /// commits. A stage may be given the next batch while one folds; the connection's thread begins it right after.
-/// Retriable failures (a lost connection, a deadlock, a serialization failure, a database that is down) wait
-/// with capped backoff and try again; nothing is acknowledged meanwhile, so nothing is lost.
+///
+/// Any failure that is not a refusal of the events' data is a fault of the database (`DatabaseFault`: it is down,
+/// read-only, out of disk or connections, an administrator cancelled the fold, a table is missing...): the fold waits
+/// with capped backoff and tries again, for as long as it takes, and the batch stays unacknowledged meanwhile, so that
+/// no event is lost and none has its delivery counted again. `faults` hears each fault and each recovery.
 actor DatabaseStage {
     private let configuration: PostgresConfiguration
     private let writer: RollupWriter
     private let metrics: ConsumerMetrics
     private let logger: Logger
+    private let faults: DatabaseFaults
+    /// This stage's number among the consumer's, for `faults`.
+    private let number: Int
     private let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
     private var connection: PostgresConnection?
     private var connecting: Task<PostgresConnection, any Error>?
     private var hasConnected = false
-    /// Whether the last attempt reached the database; read by the readiness probe.
-    nonisolated let isHealthy = Atomic<Bool>(false)
 
-    init(configuration: PostgresConfiguration, writer: RollupWriter, metrics: ConsumerMetrics, logger: Logger) {
+    init(
+        number: Int, configuration: PostgresConfiguration, writer: RollupWriter, metrics: ConsumerMetrics,
+        faults: DatabaseFaults, logger: Logger
+    ) {
+        self.number = number
         self.configuration = configuration
         self.writer = writer
         self.metrics = metrics
+        self.faults = faults
         self.logger = logger
     }
 
@@ -56,22 +65,23 @@ actor DatabaseStage {
         writer.prepare(events)
     }
 
-    /// Folds a prepared batch; when the database refuses the batch's data (an error no retry mends), folds
-    /// halves of it, down to single events, so that only the events it refuses are set aside. Any other failure
-    /// that no retry mends (the schema changed under the consumer, a privilege was revoked) is thrown: it is no
-    /// event's fault, and the consumer stops rather than dead-letter every event. So is a data refusal that a
-    /// known-good event meets too (a zone of `report_zones` that PostgreSQL does not know): it would refuse every
-    /// event of the stream.
+    /// Folds a prepared batch; when the database refuses the batch's data (SQLSTATE class 22 or 23, which no retry
+    /// mends), folds halves of it, down to single events, so that only the events it refuses are set aside. A
+    /// refusal that a known-good event meets too (a zone of `report_zones` that PostgreSQL does not know) would refuse
+    /// every event of the stream: it is a fault of the database, waited out like the others.
     func foldIsolatingRefusals(_ prepared: PreparedFold) async throws -> Outcome {
-        do {
-            return Outcome(result: try await fold(prepared), refused: [])
-        } catch let error as PostgresError where error.isDataRefusal {
-            if let refusal = try await refusalOfAKnownGoodEvent() {
-                throw PostgresError(
-                    refusal.code, "the database refuses any event, a known-good one too: the fault is not the events'",
-                    sqlState: refusal.sqlState, serverMessage: refusal.serverMessage)
+        var attempt = 0
+        while true {
+            do {
+                return Outcome(result: try await fold(prepared), refused: [])
+            } catch let error as PostgresError where error.isDataRefusal {
+                guard let refusal = try await refusalOfAKnownGoodEvent() else {
+                    return try await isolateRefusals(prepared)
+                }
+                attempt += 1
+                faults.record(DatabaseFault(refusal, refusingAnyEvent: true), stage: number, error: refusal)
+                try await Task.sleep(for: backoff.delay(attempt: attempt))
             }
-            return try await isolateRefusals(prepared)
         }
     }
 
@@ -88,8 +98,8 @@ actor DatabaseStage {
             return nil
         } catch let error as PostgresError where error.isDataRefusal {
             return error
-        } catch let error as PostgresError where error.isRetriable {
-            // Unknown for now; isolating the refusals retries such failures until the database answers.
+        } catch is PostgresError {
+            // Unknown for now; isolating the refusals waits out such faults until the database answers.
             return nil
         }
     }
@@ -115,35 +125,26 @@ actor DatabaseStage {
         }
     }
 
-    /// Folds a prepared batch in one transaction, retrying retriable failures until it commits or the task is
-    /// cancelled. A failure that is not retriable (the database refuses these events) is thrown.
+    /// Folds a prepared batch in one transaction, waiting out every fault of the database until it commits or the
+    /// task is cancelled. A refusal of the events' data is thrown.
     func fold(_ prepared: PreparedFold) async throws -> FoldResult {
-        var attempt = 0
-        while true {
-            do {
-                let connection = try await usableConnection()
-                let writer = self.writer
-                let started = ContinuousClock.now
-                let result = try await connection.withTransaction { try writer.fold(prepared, on: $0) }
-                metrics.commitDuration.recordElapsed(since: started)
-                isHealthy.store(true, ordering: .relaxed)
-                return result
-            } catch let error as PostgresError where error.isRetriable {
-                attempt += 1
-                let delay = backoff.delay(attempt: attempt)
-                if connection?.isUsable == false {
-                    connection = nil
-                    isHealthy.store(false, ordering: .relaxed)
-                }
-                logger.warning(
-                    "Folding a batch failed; retrying",
-                    metadata: [
-                        LogKey.error: "\(error.debugDescription)", LogKey.attempt: "\(attempt)",
-                        LogKey.delay: "\(delay)",
-                    ])
-                try await Task.sleep(for: delay)
+        let writer = self.writer
+        let result = try await backoff.retrying(
+            isRetriable: { ($0 as? PostgresError).map { !$0.isDataRefusal } ?? false },
+            failed: { error, _, _ in
+                if connection?.isUsable == false { connection = nil }
+                guard let error = error as? PostgresError else { return }
+                faults.record(DatabaseFault(error), stage: number, error: error)
             }
+        ) {
+            let connection = try await usableConnection()
+            let started = ContinuousClock.now
+            let result = try await connection.withTransaction { try writer.fold(prepared, on: $0) }
+            metrics.commitDuration.recordElapsed(since: started)
+            return result
         }
+        faults.record(nil, stage: number)
+        return result
     }
 
     private func usableConnection() async throws -> PostgresConnection {
@@ -160,7 +161,6 @@ actor DatabaseStage {
         if hasConnected { metrics.recordDatabaseReconnect() }
         hasConnected = true
         connection = opened
-        isHealthy.store(true, ordering: .relaxed)
         return opened
     }
 }

@@ -6,8 +6,8 @@ import Shared
 /// The consumer's service that runs `MemberCompactor` every second on a database connection of its own, and at once
 /// again while a compaction finds a full transaction's worth waiting (a backlog drains). Whatever the database
 /// answers instead (it is down, read-only, or the schema is not migrated yet), compaction is tried again with backoff,
-/// logged once when it starts failing and once when it works again; the rows wait in `member_visits_pending`, where
-/// the reports read them too.
+/// logged once when it starts failing and once when it works again; the reports read the rows it has not compacted
+/// yet meanwhile.
 public final class MemberCompaction: Service {
     private let configuration: PostgresConfiguration
     private let compactor: MemberCompactor

@@ -1,117 +1,155 @@
 import Shared
 
-/// Moves the members' rows that folds leave in `member_visits_pending` to `member_visits` (the exact source for any
-/// zone) and into `member_days` (each folded zone's local days as bitmaps, the cheap source of unique visitors and top
-/// members), in one transaction, so that every row is in exactly one of the places the reports read.
+/// Folds the members' rows that folds append to `member_visits` into `member_days` (each folded zone's local days as
+/// bitmaps, the cheap source of unique visitors and top members), outside the folds' transactions.
 ///
-/// It runs outside the folds' transactions: a batch spread over a year touches hundreds of days, whose bitmaps a fold
-/// would rewrite for every batch, while a compaction rewrites each touched day once for all the batches folded since
-/// the last one. One compaction runs at a time per schema (an advisory lock, which `consumer migrate` takes too while
-/// it fills a zone), so replicas take turns.
+/// Which rows are new is told by the transaction that appended them (`appended_by`) against a watermark
+/// (`member_compaction`): every row appended by a transaction below the watermark is in `member_days`. A compaction
+/// takes the rows of the transactions that ended since: those below the oldest transaction still running (its
+/// snapshot's xmin), which no later commit can add to, in slices of whole transactions, and moves the watermark up in
+/// the same transaction, so that the reports, which read `member_days` and the rows above the watermark in one
+/// snapshot, count every row exactly once. No row is copied or deleted.
+///
+/// Why outside the fold: a batch spread over a year touches hundreds of days, whose bitmaps a fold would rewrite for
+/// every batch; a compaction rewrites each touched day once for all the batches folded since the last one. One
+/// compaction runs at a time per schema (an advisory lock, which `consumer migrate` takes too while it fills a zone).
 public struct MemberCompactor: Sendable {
-    /// The most rows one transaction moves, which bounds its memory and its time.
+    /// The most rows one transaction takes (whole transactions of folds, so one more fold's at most), which bounds its
+    /// memory and its time.
     public var rowsPerTransaction: Int
 
-    public init(rowsPerTransaction: Int = 100_000) {
+    public init(rowsPerTransaction: Int = 50_000) {
         self.rowsPerTransaction = rowsPerTransaction
     }
 
     /// The advisory lock that keeps one compaction (or zone fill) at a time in `schema`.
     static func lockKey(schema: String) -> String { "coworking.members." + schema }
 
-    /// Moves up to `rowsPerTransaction` waiting rows, inside the caller's transaction; returns how many it moved, or
-    /// nil when another compaction holds the schema's lock.
+    /// Compacts the rows of transactions that ended since the last compaction, up to about `rowsPerTransaction` of
+    /// them, inside the caller's transaction; returns how many it took, or nil when another compaction holds the
+    /// schema's lock.
     public func compact(on connection: isolated PostgresConnection, schema: String) throws -> Int? {
         let locked = try connection.query(
             "SELECT pg_try_advisory_xact_lock(hashtext($1))", [Self.lockKey(schema: schema)])[0].bool(0)
         guard locked else { return nil }
-        try Self.numberNewMembers(from: "member_visits_pending", on: connection)
-        // A row whose member has no number yet (folded after the statement above) waits for the next compaction.
-        let moved = try connection.query(
+        let bounds = try connection.query(
             """
-            WITH moved AS (
-                DELETE FROM member_visits_pending p USING member_ordinals o
-                WHERE o.user_id = p.user_id
-                  AND p.ctid = ANY (ARRAY(SELECT ctid FROM member_visits_pending LIMIT $1))
-                RETURNING p.bucket_start, p.space_id, p.user_id, p.visits, o.ordinal
-            ), kept AS (
-                INSERT INTO member_visits (bucket_start, space_id, user_id, visits)
-                SELECT bucket_start, space_id, user_id, visits FROM moved ORDER BY bucket_start
-            )
-            SELECT z.zone, (m.bucket_start AT TIME ZONE z.zone)::date::text, m.space_id, m.ordinal, sum(m.visits)
-            FROM moved m CROSS JOIN report_zones z
-            GROUP BY 1, 2, 3, 4
-            UNION ALL
-            SELECT NULL, NULL, NULL, NULL, count(*) FROM moved
-            ORDER BY 1 NULLS LAST
-            """, [rowsPerTransaction])
+            SELECT compacted_below::text, pg_snapshot_xmin(pg_current_snapshot())::text FROM member_compaction
+            """)[0]
+        let (from, ended) = (try bounds.string(0), try bounds.string(1))
+        // The transactions since the watermark, oldest first, with their rows: a slice of whole ones.
+        let appended = try connection.query(
+            """
+            SELECT appended_by::text, count(*) FROM member_visits
+            WHERE appended_by >= $1::bigint AND appended_by < $2::bigint
+            GROUP BY appended_by ORDER BY appended_by
+            """, [from, ended])
+        var (taken, below) = (0, ended)
+        for row in appended.rows {
+            if taken >= rowsPerTransaction {
+                below = try row.string(0)
+                break
+            }
+            taken += try row.int(1)
+        }
+        guard taken > 0 else { return 0 }
+        try Self.numberNewMembers(appendedFrom: from, below: below, on: connection)
         var days = MemberDays()
-        for row in moved.rows.dropLast() {
+        let rows = try connection.query(
+            """
+            SELECT z.zone, (m.bucket_start AT TIME ZONE z.zone)::date::text, m.space_id,
+                   array_agg(m.ordinal ORDER BY m.ordinal)::text, array_agg(m.visits ORDER BY m.ordinal)::text
+            FROM (
+                SELECT v.bucket_start, v.space_id, o.ordinal, sum(v.visits)::int AS visits
+                FROM member_visits v JOIN member_ordinals o USING (user_id)
+                WHERE v.appended_by >= $1::bigint AND v.appended_by < $2::bigint
+                GROUP BY 1, 2, 3
+            ) AS m CROSS JOIN report_zones z
+            GROUP BY 1, 2, 3
+            """, [from, below])
+        for row in rows.rows {
             try days.add(
-                zone: row.string(0), day: row.string(1), spaceID: row.string(2), ordinal: Int32(row.int(3)),
-                visits: Int32(row.int(4)))
+                zone: row.string(0), day: row.string(1), spaceID: row.string(2), ordinals: row.string(3),
+                visits: row.string(4))
         }
         try days.write(mergingStored: true, on: connection)
-        return try moved[moved.count - 1].int(4)
+        try connection.query("UPDATE member_compaction SET compacted_below = $1::bigint", [below])
+        return taken
     }
 
-    /// Fills `member_days` of `zones` from `member_visits`, inside the caller's transaction (`consumer migrate`, for a
-    /// zone it adds, or for every zone when it upgrades to version 6). Waits for the compaction lock first, so that
-    /// each row reaches a zone's days exactly once: through this fill while it is in `member_visits`, or through a
-    /// compaction that sees the zone once this transaction has committed.
+    /// Fills `member_days` of `zones` from the rows below the watermark, inside the caller's transaction (`consumer
+    /// migrate`, for a zone it adds, or for every zone when it upgrades to version 6). Waits for the compaction lock
+    /// first, so that each row reaches a zone's days exactly once: through this fill while it is below the watermark,
+    /// or through a compaction that sees the zone once this transaction has committed.
     static func fill(zones: [String], schema: String, on connection: isolated PostgresConnection) throws {
         guard !zones.isEmpty else { return }
         try connection.query("SELECT pg_advisory_xact_lock(hashtext($1))", [lockKey(schema: schema)])
-        try numberNewMembers(from: "member_visits", on: connection)
+        let below = try connection.query("SELECT compacted_below::text FROM member_compaction")[0].string(0)
+        try numberNewMembers(appendedFrom: "0", below: below, on: connection)
         for zone in zones {
             // A cursor, so that any history is read a slice at a time, days in order: a day's bitmaps are written
-            // once its last row has been read. A cursor's statement takes no parameters; the zone travels as a
-            // setting of the transaction.
-            try connection.query("SELECT set_config('coworking.fill_zone', $1, true)", [zone])
+            // once its last slice has been read. A cursor's statement takes no parameters; the zone and watermark
+            // travel as settings of the transaction.
+            try connection.query(
+                "SELECT set_config('coworking.fill_zone', $1, true), set_config('coworking.fill_below', $2, true)",
+                [zone, below])
             try connection.query(
                 """
                 DECLARE member_fill NO SCROLL CURSOR FOR
-                SELECT (m.bucket_start AT TIME ZONE current_setting('coworking.fill_zone'))::date::text, m.space_id,
-                       o.ordinal, sum(m.visits)
-                FROM member_visits m JOIN member_ordinals o USING (user_id)
-                GROUP BY 1, 2, 3 ORDER BY 1
+                SELECT day::text, space_id, array_agg(ordinal ORDER BY ordinal)::text,
+                       array_agg(visits ORDER BY ordinal)::text
+                FROM (
+                    SELECT (v.bucket_start AT TIME ZONE current_setting('coworking.fill_zone'))::date AS day,
+                           v.space_id, o.ordinal, sum(v.visits)::int AS visits
+                    FROM member_visits v JOIN member_ordinals o USING (user_id)
+                    WHERE v.appended_by < current_setting('coworking.fill_below')::bigint
+                    GROUP BY 1, 2, 3
+                ) AS m
+                GROUP BY 1, 2 ORDER BY 1
                 """)
             var days = MemberDays()
+            var lastDay: String?
             while true {
-                let slice = try connection.query("FETCH 50000 FROM member_fill")
+                let slice = try connection.query("FETCH 500 FROM member_fill")
                 for row in slice.rows {
                     let day = try row.string(0)
-                    if let last = days.lastDay, last != day, days.count >= 1_000 {
+                    // Written a whole day at a time: the day of any space sums the day's spaces.
+                    if day != lastDay, days.count >= 500 {
                         try days.write(mergingStored: false, on: connection)
                         days = MemberDays()
                     }
+                    lastDay = day
                     try days.add(
-                        zone: zone, day: day, spaceID: row.string(1), ordinal: Int32(row.int(2)),
-                        visits: Int32(row.int(3)))
+                        zone: zone, day: day, spaceID: row.string(1), ordinals: row.string(2), visits: row.string(3))
                 }
-                if slice.count < 50_000 { break }
+                if slice.count < 500 { break }
             }
             try days.write(mergingStored: false, on: connection)
             try connection.execute("CLOSE member_fill")
         }
     }
 
-    /// Numbers the members of `table` that have no number yet, in the order they first came.
-    private static func numberNewMembers(from table: String, on connection: isolated PostgresConnection) throws {
+    /// Numbers the members of the rows appended from..<below that have no number yet, in the order they first came.
+    private static func numberNewMembers(
+        appendedFrom from: String, below: String, on connection: isolated PostgresConnection
+    )
+        throws
+    {
         try connection.query(
             """
             INSERT INTO member_ordinals (user_id, ordinal)
             SELECT user_id, nextval('member_ordinal_numbers')
             FROM (
-                SELECT m.user_id, min(m.bucket_start) AS first FROM \(table) m
-                WHERE NOT EXISTS (SELECT FROM member_ordinals o WHERE o.user_id = m.user_id)
+                SELECT m.user_id, min(m.bucket_start) AS first FROM member_visits m
+                WHERE m.appended_by >= $1::bigint AND m.appended_by < $2::bigint
+                  AND NOT EXISTS (SELECT FROM member_ordinals o WHERE o.user_id = m.user_id)
                 GROUP BY m.user_id ORDER BY first, m.user_id
             ) AS new
-            """)
+            """, [from, below])
     }
 }
 
-/// Members' days being built or merged, per zone, local day and space, with each day's day of any space beside.
+/// Members' days being built or merged, per zone, local day and space, each with its day of any space (space "").
 struct MemberDays {
     struct Key: Hashable, Comparable {
         var zone: String
@@ -125,14 +163,48 @@ struct MemberDays {
     }
 
     private(set) var days: [Key: MemberDay] = [:]
-    private(set) var lastDay: String?
 
     var count: Int { days.count }
 
-    mutating func add(zone: String, day: String, spaceID: String, ordinal: Int32, visits: Int32) {
-        days[Key(zone: zone, day: day, spaceID: spaceID), default: MemberDay()].add(ordinal: ordinal, visits: visits)
-        days[Key(zone: zone, day: day, spaceID: ""), default: MemberDay()].add(ordinal: ordinal, visits: visits)
-        lastDay = day
+    /// Adds the members of a day and space, given as PostgreSQL prints two int arrays of the same length: their
+    /// numbers and their visits.
+    mutating func add(zone: String, day: String, spaceID: String, ordinals: String, visits: String) throws {
+        let numbers = try Self.integers(ordinals)
+        let counts = try Self.integers(visits)
+        guard numbers.count == counts.count else {
+            throw PostgresError(.unexpectedResult, "a day's members and visits differ in length")
+        }
+        var space = days[Key(zone: zone, day: day, spaceID: spaceID)] ?? MemberDay()
+        var any = days[Key(zone: zone, day: day, spaceID: "")] ?? MemberDay()
+        for (ordinal, count) in zip(numbers, counts) {
+            space.add(ordinal: ordinal, visits: count)
+            any.add(ordinal: ordinal, visits: count)
+        }
+        days[Key(zone: zone, day: day, spaceID: spaceID)] = space
+        days[Key(zone: zone, day: day, spaceID: "")] = any
+    }
+
+    /// The integers of an int array in PostgreSQL's text form, `{1,2,3}`.
+    static func integers(_ text: String) throws -> [Int32] {
+        var values: [Int32] = []
+        var value: Int32 = 0
+        var digits = 0
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                value = value * 10 + Int32(byte - UInt8(ascii: "0"))
+                digits += 1
+            case UInt8(ascii: ","), UInt8(ascii: "}"):
+                guard digits > 0 else { continue }
+                values.append(value)
+                (value, digits) = (0, 0)
+            case UInt8(ascii: "{"):
+                continue
+            default:
+                throw PostgresError(.unexpectedResult, "not an array of natural numbers")
+            }
+        }
+        return values
     }
 
     /// Writes the days, in key order; with `mergingStored`, each is first merged with the stored one.

@@ -19,6 +19,7 @@ public final class RollupConsumer: Service {
     private let logger: Logger
     private let metrics: ConsumerMetrics
     private let databases: [DatabaseStage]
+    private let faults: DatabaseFaults
     private let decoder: EventDecoder
     private let deadLetters: DeadLetterPublisher
     private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
@@ -34,16 +35,22 @@ public final class RollupConsumer: Service {
         self.logger = logger
         self.metrics = metrics
         let writer = RollupWriter()
-        self.databases = (0..<settings.foldConnections).map { _ in
-            DatabaseStage(configuration: settings.database, writer: writer, metrics: metrics, logger: logger)
+        let faults = DatabaseFaults(logger: logger)
+        self.faults = faults
+        self.databases = (0..<settings.foldConnections).map { number in
+            DatabaseStage(
+                number: number, configuration: settings.database, writer: writer, metrics: metrics, faults: faults,
+                logger: logger)
         }
         self.decoder = EventDecoder(rules: settings.rules)
         self.deadLetters = DeadLetterPublisher(configuration: settings.amqp, logger: logger)
     }
 
-    /// Whether the consumer is taking events and its database answers: the readiness probe.
-    public var isReady: Bool {
-        isConsuming.load(ordering: .relaxed) && databases.allSatisfy { $0.isHealthy.load(ordering: .relaxed) }
+    /// Why the consumer is not ready, or nil when it is: it takes events, and its folds wait for no fault of the
+    /// database. The readiness probe's answer.
+    public var unreadiness: String? {
+        if let fault = faults.current { return "\(fault)" }
+        return isConsuming.load(ordering: .relaxed) ? nil : "not consuming"
     }
 
     /// Runs until a graceful shutdown (SIGTERM), then finishes the batch it holds, acknowledges it and returns.

@@ -17,9 +17,9 @@ public struct FoldResult: Sendable, Equatable {
 /// The statements that fold a batch of events into the rollups, inside the caller's transaction.
 ///
 /// Every transaction touches the tables in one order (`counted_events`, `visits_quarter_hour`,
-/// `visits_local_day`, `member_visits_pending`, `user_activity`, `fold_totals`) and each table's rows in key order,
-/// so replicas folding at the same time wait for one another at worst, and never deadlock (`member_visits_pending`,
-/// which has no key, is only appended to; `MemberCompactor` moves its rows on later, outside the folds).
+/// `visits_local_day`, `member_visits`, `user_activity`, `fold_totals`) and each table's rows in key order, so
+/// replicas folding at the same time wait for one another at worst, and never deadlock (`member_visits`, which has
+/// no key, is only appended to; `MemberCompactor` reads its new rows later, outside the folds).
 public struct RollupWriter: Sendable {
     /// The row of `fold_totals` this consumer adds to; spreading replicas over rows keeps them from queueing on
     /// one row.
@@ -42,6 +42,7 @@ public struct RollupWriter: Sendable {
     public func prepare(_ events: [Event]) -> PreparedFold {
         PreparedFold(
             events: events, ids: events.map(\.id).postgresParameter,
+            occurred: events.map(\.occurredAt).postgresParameter,
             rowsIfAllNew: FoldRows(RollupDelta(events), totalsSlot: totalsSlot))
     }
 
@@ -51,7 +52,7 @@ public struct RollupWriter: Sendable {
         // How many ids were new, and which, unless all were: the usual case needs no list. An id the batch
         // repeats is new once at most, like one counted before.
         let inserted = try connection.query(
-            "SELECT counted, counted_id FROM count_event_ids($1)", [prepared.ids])
+            "SELECT counted, counted_id FROM count_events($1, $2)", [prepared.ids, prepared.occurred])
         let rows: FoldRows
         let counted: Int
         if try inserted[0].int(0) == prepared.events.count {
@@ -82,7 +83,7 @@ public struct RollupWriter: Sendable {
         if let members = rows.members {
             try connection.query(
                 """
-                INSERT INTO member_visits_pending (bucket_start, space_id, user_id, visits)
+                INSERT INTO member_visits (bucket_start, space_id, user_id, visits)
                 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int[], $4::int[])
                 """, members)
         }
@@ -144,6 +145,8 @@ public struct PreparedFold: Sendable {
     /// Events in the batch as received, repeated ids included.
     let events: [Event]
     let ids: PostgresParameter
+    /// When each event occurred, beside its id.
+    let occurred: PostgresParameter
     let rowsIfAllNew: FoldRows
 }
 
@@ -152,7 +155,7 @@ struct FoldRows: Sendable {
     /// Bucket starts, spaces and visits of the 15-minute rows; nil when the events hold no check-in.
     var visits: [PostgresParameter]?
     /// Bucket starts, spaces, members and visits of the members' visits, in bucket order (the order the BRIN index
-    /// of `member_visits` keeps ranges of, once they are moved there); nil when the events hold no check-in.
+    /// of `member_visits` keeps ranges of); nil when the events hold no check-in.
     var members: [PostgresParameter]?
     /// Ids, visits, first and last visits and join times of the users.
     var users: [PostgresParameter]

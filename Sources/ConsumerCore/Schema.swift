@@ -17,12 +17,13 @@ struct Migration: Sendable {
 /// - `user_activity`: per user, visits, first and last visit, and `joined_at`;
 /// - `fold_totals`: the summary's totals, over a few rows so that replicas seldom wait for one another, and the
 ///   count of folds, the rollups' version (version 4), whose every change is signalled on `coworking_folds`;
-/// - `member_visits`: each member's visits to a space per 15-minute UTC bucket (version 5, with their number since
-///   version 6), for unique visitors and top members in any zone;
-/// - `member_visits_pending`, `member_days`, `member_ordinals` (version 6): the members' rows a fold appends wait in
-///   the first until `MemberCompactor` moves them to `member_visits` and into each folded zone's `member_days`, a
-///   bitmap of the members of each local day, over the dense numbers the last table gives them;
-/// - `counted_events`: the id of every event counted, the key that makes a redelivery count nothing.
+/// - `member_visits`: each member's visits to a space per 15-minute UTC bucket (version 5, with their number and the
+///   transaction that appended them since version 6), for unique visitors and top members in any zone;
+/// - `member_days`, `member_ordinals`, `member_compaction` (version 6): `MemberCompactor` folds the members' rows
+///   into each folded zone's `member_days`, a bitmap of the members of each local day over the dense numbers of
+///   `member_ordinals`, and records how far it got in `member_compaction`;
+/// - `counted_events`: the id of every event counted (and since version 7 when it occurred), the key that makes a
+///   redelivery count nothing.
 let migrations: [Migration] = [
     Migration(
         version: 1, description: "rollup tables",
@@ -179,11 +180,22 @@ let migrations: [Migration] = [
             -- How many visits each row stands for, so that top members counts visits, not quarter hours. Rows of
             -- earlier versions stand for one.
             ALTER TABLE member_visits ADD COLUMN visits integer NOT NULL DEFAULT 1;
-
-            -- A fold appends its members here; MemberCompactor moves them, a second or so later and outside the
-            -- folds' transactions, to member_visits and into member_days. The reports read what waits here too, so
-            -- nothing counted is missing from them meanwhile. It holds seconds of check-ins: no index.
-            CREATE TABLE member_visits_pending (LIKE member_visits INCLUDING DEFAULTS);
+            -- The transaction that appended each row. MemberCompactor folds into member_days, outside the folds'
+            -- transactions, the rows of the transactions that ended since its last run: those appended by a
+            -- transaction below the oldest one still running (the xmin of its snapshot), which no later commit can
+            -- add to. Rows of earlier versions are 0, below the first watermark: the migration compacts them.
+            -- The transaction's 64-bit id (xid8) as a bigint, which BRIN can index.
+            ALTER TABLE member_visits ADD COLUMN appended_by bigint NOT NULL DEFAULT 0;
+            ALTER TABLE member_visits ALTER COLUMN appended_by SET DEFAULT pg_current_xact_id()::text::bigint;
+            -- Rows are appended in about the order of their transactions: a summary per range of pages finds the
+            -- new ones, and costs the fold next to nothing.
+            CREATE INDEX member_visits_appended ON member_visits USING brin (appended_by);
+            -- The watermark: every row appended by a transaction below it is in member_days. Reports read
+            -- member_days, and the rows at or above it, in one snapshot.
+            CREATE TABLE member_compaction (
+                compacted_below bigint NOT NULL
+            );
+            INSERT INTO member_compaction VALUES (1);
 
             -- Members numbered densely as they first appear, so that a day's members are a bitmap of a few KB.
             CREATE TABLE member_ordinals (
@@ -203,11 +215,43 @@ let migrations: [Migration] = [
                 repeats bytea NOT NULL,
                 PRIMARY KEY (zone, day, space_id)
             );
-            -- Mostly bitmaps that are rewritten whole and compress little: kept out of line without compression.
-            ALTER TABLE member_days ALTER COLUMN members SET STORAGE EXTERNAL;
 
-            -- A consumer older than version 6 would append its members where the compactor never looks.
+            -- A consumer older than version 6 would append rows without their visits.
             ALTER FUNCTION count_new_ids(uuid[]) RENAME TO count_event_ids;
+            """),
+    Migration(
+        version: 7, description: "when each counted event occurred, so that ids past a horizon can be let go",
+        sql: """
+            -- DEDUP_HORIZON_DAYS lets ids go once their event occurred longer ago than the horizon, and the consumer
+            -- refuses events older than it. Ids counted before version 7 take the time of the upgrade: they go a
+            -- horizon after it, when an event that old is refused anyway. A constant default: no table rewrite.
+            ALTER TABLE counted_events ADD COLUMN occurred_at timestamptz NOT NULL DEFAULT now();
+            ALTER TABLE counted_events ALTER COLUMN occurred_at DROP DEFAULT;
+            -- Ids arrive in about the order their events occurred: a summary per range of pages, cheap to keep.
+            CREATE INDEX counted_events_occurred ON counted_events USING brin (occurred_at);
+
+            -- As count_event_ids, with the times; a consumer older than version 7 stops at the old name's absence.
+            DROP FUNCTION count_event_ids(uuid[]);
+            CREATE FUNCTION count_events(ids uuid[], occurred timestamptz[])
+            RETURNS TABLE (counted bigint, counted_id uuid)
+            LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+            BEGIN
+                INSERT INTO counted_events (event_id, occurred_at)
+                SELECT id, at FROM unnest(ids, occurred) AS batch(id, at) ORDER BY id;
+                RETURN QUERY SELECT cardinality(ids)::bigint, NULL::uuid;
+            EXCEPTION WHEN unique_violation THEN
+                RETURN QUERY
+                    WITH inserted AS (
+                        INSERT INTO counted_events (event_id, occurred_at)
+                        SELECT id, at FROM unnest(ids, occurred) AS batch(id, at) ORDER BY id
+                        ON CONFLICT DO NOTHING
+                        RETURNING event_id
+                    ), total AS (
+                        SELECT count(*) AS new FROM inserted
+                    )
+                    SELECT total.new, inserted.event_id FROM total LEFT JOIN inserted ON true;
+            END
+            $$;
             """),
 ]
 

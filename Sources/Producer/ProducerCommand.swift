@@ -132,7 +132,7 @@ struct Backfill: AsyncParsableCommand {
         abstract: "Publishes the history of the legacy Flask database: users as user_joined, used tokens as checkin.",
         discussion: "Event ids are UUIDv5 of token:<id> and user:<id>, so running it twice counts everything once.")
 
-    @Option(help: "The legacy database, postgresql://user:password@host:5432/database.") var legacyURL: String
+    @OptionGroup var legacyDatabase: LegacyDatabase
     @Option(help: "The column that dates a check-in: created_at (as the Flask reports did) or used_at.")
     var timeColumn = "created_at"
     @Option(help: "The zone the legacy naive timestamps were written in.") var sourceTimezone = "UTC"
@@ -145,12 +145,7 @@ struct Backfill: AsyncParsableCommand {
         guard ReportZones.isKnown(sourceTimezone) else {
             throw ValidationError("--source-timezone must be an IANA time zone such as UTC or Europe/Berlin")
         }
-        let legacy: PostgresConfiguration
-        do {
-            legacy = try PostgresConfiguration(url: legacyURL, variable: "--legacy-url")
-        } catch {
-            throw ValidationError(error.description)
-        }
+        let legacy = try legacyDatabase.configuration()
         let progress = ProgressLine()
         var counts = EventPublisher.Counts()
         do {
@@ -166,6 +161,40 @@ struct Backfill: AsyncParsableCommand {
         }
         progress.finish()
         await context.finish(counts)
+    }
+}
+
+/// The legacy Flask database: from `--legacy-url`, else `LEGACY_DATABASE_URL`, else the file `LEGACY_DATABASE_URL_FILE`
+/// names (a mounted secret). A URL with a password belongs in the environment or the file: any user of the machine
+/// can read a process's arguments.
+struct LegacyDatabase: ParsableArguments {
+    @Option(
+        help: """
+            The legacy database, postgresql://user:password@host:5432/database; prefer LEGACY_DATABASE_URL or \
+            LEGACY_DATABASE_URL_FILE, which keep the password out of the process's arguments.
+            """)
+    var legacyURL: String?
+
+    func configuration(_ environment: EnvironmentVariables = .process) throws -> PostgresConfiguration {
+        let (url, source): (String, String)
+        if let legacyURL {
+            (url, source) = (legacyURL, "--legacy-url")
+        } else if let fromEnvironment = environment["LEGACY_DATABASE_URL"] {
+            (url, source) = (fromEnvironment, "LEGACY_DATABASE_URL")
+        } else if let path = environment["LEGACY_DATABASE_URL_FILE"] {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("LEGACY_DATABASE_URL_FILE names no readable file \(path.quoted())")
+            }
+            (url, source) = (text.trimmingCharacters(in: .whitespacesAndNewlines), "LEGACY_DATABASE_URL_FILE")
+        } else {
+            throw ValidationError(
+                "the legacy database is needed: set LEGACY_DATABASE_URL (or LEGACY_DATABASE_URL_FILE)")
+        }
+        do {
+            return try PostgresConfiguration(url: url, variable: source)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 }
 
@@ -221,11 +250,15 @@ struct DeadLetters: AsyncParsableCommand {
 
     struct Filter: ParsableArguments {
         @Option(help: "Only the dead letters whose reason contains this text.") var reason: String?
+        @Flag(help: "Only those whose reason is exactly --reason.") var exact = false
         @Option(help: "At most this many.") var limit: Int?
 
         func validate() throws {
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+            if exact, reason == nil { throw ValidationError("--exact needs --reason") }
         }
+
+        var choice: DeadLetterQueue.Choice { DeadLetterQueue.Choice(reason: reason, exact: exact, limit: limit) }
     }
 
     struct List: AsyncParsableCommand {
@@ -237,12 +270,17 @@ struct DeadLetters: AsyncParsableCommand {
             let summaries = await Program.run("Reading the dead letters failed", logger: queue.logger) {
                 try await queue.summarize()
             }
+            // Reasons and bodies come from publishers: their control characters are escaped, so that a dead letter
+            // cannot move the operator's cursor or rewrite the lines before it.
             for summary in summaries {
                 let span = [summary.oldest, summary.newest].map { $0?.rfc3339 ?? "unknown" }
-                print("\(summary.count)\t\(summary.reason)")
+                print("\(summary.count)\t\(summary.reason.escapingControlCharacters)")
                 print(
                     "\tpublished from \(span[0]) to \(span[1]); for example: \(summary.example.escapingControlCharacters)"
                 )
+                if summary.mostRequeues > 0 {
+                    print("\trequeued and back again, up to \(summary.mostRequeues) times")
+                }
             }
             print("\(summaries.reduce(0) { $0 + $1.count }) dead letters, \(summaries.count) reasons")
             Program.finish()
@@ -258,7 +296,7 @@ struct DeadLetters: AsyncParsableCommand {
         func run() async throws {
             let queue = DeadLetters.queue()
             let (matched, requeued) = await Program.run("Requeueing dead letters failed", logger: queue.logger) {
-                try await queue.requeue(reason: filter.reason, limit: filter.limit)
+                try await queue.requeue(filter.choice)
             }
             print("published \(matched) events, \(requeued) confirmed")
             Program.finish(status: requeued < matched ? 1 : 0)
@@ -278,7 +316,7 @@ struct DeadLetters: AsyncParsableCommand {
             }
             let queue = DeadLetters.queue()
             let removed = await Program.run("Purging dead letters failed", logger: queue.logger) {
-                try await queue.purge(reason: filter.reason, limit: filter.limit)
+                try await queue.purge(filter.choice)
             }
             print("removed \(removed) dead letters")
             Program.finish()

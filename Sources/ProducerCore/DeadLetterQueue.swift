@@ -25,13 +25,51 @@ public struct DeadLetterQueue: Sendable {
         public var newest: Timestamp?
         /// The body of one of them, its first 200 bytes.
         public var example: String
+        /// The most times one of them was requeued (`x-requeue-count`) and came back: a letter that keeps coming
+        /// back needs another fix than a requeue.
+        public var mostRequeues: Int
 
-        public init(reason: String, count: Int, oldest: Timestamp?, newest: Timestamp?, example: String) {
+        public init(
+            reason: String, count: Int, oldest: Timestamp?, newest: Timestamp?, example: String, mostRequeues: Int = 0
+        ) {
             self.reason = reason
             self.count = count
             self.oldest = oldest
             self.newest = newest
             self.example = example
+            self.mostRequeues = mostRequeues
+        }
+    }
+
+    /// The header a requeued letter carries: how many times it was requeued.
+    public static let requeueCountHeader = "x-requeue-count"
+
+    /// How many times `letter` was requeued by this tool.
+    static func requeues(of letter: AMQPDelivery) -> Int {
+        switch letter.header(requeueCountHeader) {
+        case .int64(let count)?: Int(count)
+        case .int32(let count)?: Int(count)
+        default: 0
+        }
+    }
+
+    /// Which dead letters a command takes: those whose reason contains `reason`, or is exactly it (`exact`), all when
+    /// nil; `limit` at most.
+    public struct Choice: Sendable {
+        public var reason: String?
+        public var exact: Bool
+        public var limit: Int?
+
+        public init(reason: String? = nil, exact: Bool = false, limit: Int? = nil) {
+            self.reason = reason
+            self.exact = exact
+            self.limit = limit
+        }
+
+        func matches(_ letter: AMQPDelivery) -> Bool {
+            guard let reason else { return true }
+            let actual = DeadLetterQueue.reason(of: letter)
+            return exact ? actual == reason : actual.contains(reason)
         }
     }
 
@@ -55,6 +93,7 @@ public struct DeadLetterQueue: Sendable {
                         reason: reason, count: 0, oldest: nil, newest: nil,
                         example: String(decoding: letter.body.prefix(200), as: UTF8.self))
                 summary.count += 1
+                summary.mostRequeues = max(summary.mostRequeues, Self.requeues(of: letter))
                 if let stamped {
                     summary.oldest = min(summary.oldest ?? stamped, stamped)
                     summary.newest = max(summary.newest ?? stamped, stamped)
@@ -66,14 +105,14 @@ public struct DeadLetterQueue: Sendable {
         return summaries.values.sorted { ($0.count, $1.reason) > ($1.count, $0.reason) }
     }
 
-    /// Publishes the dead letters whose reason contains `reason` (all when nil), `limit` at most, to the events
-    /// exchange with their routing key, properties and headers (less the rejection's), and removes each once
-    /// confirmed; returns how many were matched and how many requeued.
-    public func requeue(reason: String?, limit: Int?) async throws -> (matched: Int, requeued: Int) {
+    /// Publishes the chosen dead letters to the events exchange with their routing key, properties and headers (less
+    /// the rejection's, and with `x-requeue-count` one more), and removes each once confirmed; returns how many were
+    /// matched and how many requeued.
+    public func requeue(_ choice: Choice) async throws -> (matched: Int, requeued: Int) {
         let publisher = EventPublisher(configuration: configuration, exchange: topology.exchange, logger: logger)
         var (matched, requeued) = (0, 0)
         try await scan { letters in
-            let chosen = choose(letters, reason: reason, limit: limit.map { $0 - matched })
+            let chosen = choose(letters, choice, taken: matched)
             matched += chosen.count
             guard !chosen.isEmpty else { return [] }
             let counts = await publisher.publish(chosen.map { Self.republished($0, to: topology.exchange) })
@@ -86,28 +125,30 @@ public struct DeadLetterQueue: Sendable {
         return (matched, requeued)
     }
 
-    /// Removes the dead letters whose reason contains `reason` (all when nil), `limit` at most; returns how many.
-    public func purge(reason: String?, limit: Int?) async throws -> Int {
+    /// Removes the chosen dead letters; returns how many.
+    public func purge(_ choice: Choice) async throws -> Int {
         var removed = 0
         try await scan { letters in
-            let chosen = choose(letters, reason: reason, limit: limit.map { $0 - removed })
+            let chosen = choose(letters, choice, taken: removed)
             removed += chosen.count
             return chosen
         }
         return removed
     }
 
-    private func choose(_ letters: [AMQPDelivery], reason: String?, limit: Int?) -> [AMQPDelivery] {
-        let matching = letters.filter { reason == nil || Self.reason(of: $0).contains(reason!) }
-        return Array(matching.prefix(max(limit ?? .max, 0)))
+    /// The letters of `letters` that `choice` takes, once `taken` were taken from earlier batches.
+    private func choose(_ letters: [AMQPDelivery], _ choice: Choice, taken: Int) -> [AMQPDelivery] {
+        Array(letters.filter(choice.matches).prefix(max((choice.limit ?? .max) - taken, 0)))
     }
 
-    /// A dead letter as it was first published: the rejection's headers removed. Headers nested too deep to copy
-    /// are dropped, the rest of the properties kept.
+    /// A dead letter as it was first published, the rejection's headers removed, and its count of requeues one
+    /// more. Headers nested too deep to copy are dropped, the rest of the properties kept.
     static func republished(_ letter: AMQPDelivery, to exchange: String) -> AMQPOutgoingMessage {
+        let requeues: AMQPTable = [requeueCountHeader: .int64(Int64(requeues(of: letter) + 1))]
         guard var properties = try? letter.properties() else {
             return AMQPOutgoingMessage.forwarding(
-                letter, exchange: exchange, routingKey: letter.routingKey, replacingHeadersWith: [:], body: letter.body)
+                letter, exchange: exchange, routingKey: letter.routingKey, replacingHeadersWith: requeues,
+                body: letter.body)
         }
         properties.headers?["x-rejection-reason"] = nil
         properties.headers?["x-death"] = nil
@@ -115,7 +156,8 @@ public struct DeadLetterQueue: Sendable {
         properties.headers?["x-first-death-queue"] = nil
         properties.headers?["x-first-death-reason"] = nil
         properties.headers?["x-delivery-count"] = nil
-        if properties.headers?.entries.isEmpty == true { properties.headers = nil }
+        if properties.headers == nil { properties.headers = [:] }
+        properties.headers?[requeueCountHeader] = requeues[requeueCountHeader]
         return AMQPOutgoingMessage(
             exchange: exchange, routingKey: letter.routingKey, properties: properties, body: letter.body)
     }

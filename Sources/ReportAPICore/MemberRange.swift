@@ -39,7 +39,7 @@ struct MemberRange {
 
     /// The `limit` members with the most visits, most first, ties by ascending user id, with their join times.
     /// Numbers are turned into user ids for the leaders only; a number whose member was forgotten
-    /// (`consumer forget-member`) has no user id any more and is left out.
+    /// (`consumer forget-member`) maps to a pseudonym, not a user id, and is left out.
     func topMembers(limit: Int, on connection: PostgresConnection) async throws -> [UserVisits] {
         var visitsByOrdinal: [Int32] = []
         for day in days.values {
@@ -66,7 +66,7 @@ struct MemberRange {
             let slice = ranked[next..<min(next + max(limit, 100), ranked.count)]
             next = slice.endIndex
             let rows = try await connection.query(
-                "SELECT ordinal, user_id FROM member_ordinals WHERE ordinal = ANY($1::int[])",
+                "SELECT ordinal, user_id FROM member_ordinals WHERE ordinal = ANY($1::int[]) AND user_id > 0",
                 [slice.map { Int32($0) }])
             for row in rows.rows {
                 leaders.append(

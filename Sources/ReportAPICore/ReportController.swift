@@ -136,7 +136,7 @@ struct ReportController: Sendable {
     ) async throws -> Response {
         let (store, costly, patience) = (self.store, self.costly, costlyPatience)
         let cached = try await disconnects.whileConnected(context.channel) { [cache] in
-            try await cache.answer(for: "\(name) \(format.rawValue) \(query.cacheKey)") {
+            try await cache.answer(for: "\(name) \(format.rawValue) \(query.cacheKey)", servingStale: isCostly) {
                 let turn = isCostly ? try await Self.turn(of: costly, waitingUpTo: patience) : nil
                 defer { withExtendedLifetime(turn) {} }
                 let (freshness, body) = try await store.read { try await read($0, query) }

@@ -110,7 +110,7 @@ struct ReportReader {
                 """
                 \(Self.rangeMidnights), members AS MATERIALIZED (
                     SELECT DISTINCT width_bucket(m.bucket_start, midnights.at) AS number, m.user_id
-                    FROM \(Self.allMemberRows) m, midnights
+                    FROM member_visits m, midnights
                     WHERE m.bucket_start >= midnights.at[1] AND m.bucket_start < midnights.at[cardinality(midnights.at)]
                       AND ($4::text IS NULL OR m.space_id = $4)
                 )
@@ -147,7 +147,7 @@ struct ReportReader {
             """
             \(Self.rangeMidnights), visits AS (
                 SELECT m.user_id, sum(m.visits)::bigint AS visits
-                FROM \(Self.allMemberRows) m, midnights
+                FROM member_visits m, midnights
                 WHERE m.bucket_start >= midnights.at[1] AND m.bucket_start < midnights.at[cardinality(midnights.at)]
                   AND ($4::text IS NULL OR m.space_id = $4) AND m.user_id > 0
                 GROUP BY m.user_id ORDER BY 2 DESC, 1 LIMIT $5
@@ -158,9 +158,9 @@ struct ReportReader {
         return try rows.rows.map(Self.userVisits)
     }
 
-    /// The members' days of the query's range (its space's, or those of any space), with the members' rows that
-    /// wait for the compactor added, read in one statement so that a compaction cannot move a row out of sight
-    /// between two reads.
+    /// The members' days of the query's range (its space's, or those of any space), with the members' rows that the
+    /// compactor has not taken yet added, read in one statement, one snapshot: the days and the watermark that says
+    /// which rows they hold were committed together.
     private func memberDays(_ query: UsageQuery) async throws -> MemberRange {
         let rows = try await connection.query(
             """
@@ -168,9 +168,10 @@ struct ReportReader {
             WHERE zone = $1 AND space_id = coalesce($4::text, '')
               AND day >= coalesce($2::date, '-infinity') AND day <= coalesce($3::date, 'infinity')
             UNION ALL
-            SELECT (p.bucket_start AT TIME ZONE $1::text)::date::text, NULL, NULL, p.user_id, o.ordinal, p.visits
-            FROM member_visits_pending p LEFT JOIN member_ordinals o USING (user_id)
-            WHERE \(Self.quarterHourRange) AND ($4::text IS NULL OR p.space_id = $4)
+            SELECT (m.bucket_start AT TIME ZONE $1::text)::date::text, NULL, NULL, m.user_id, o.ordinal, m.visits
+            FROM member_visits m LEFT JOIN member_ordinals o USING (user_id)
+            WHERE m.appended_by >= (SELECT compacted_below FROM member_compaction)
+              AND \(Self.quarterHourRange) AND ($4::text IS NULL OR m.space_id = $4)
             """, query.parameters)
         var range = MemberRange()
         for row in rows.rows {
@@ -253,12 +254,6 @@ struct ReportReader {
     static func userVisits(_ row: PostgresRow) throws -> UserVisits {
         UserVisits(userID: try row.int(0), visits: try row.int(1), joinedAt: try row.optionalTimestamp(2))
     }
-
-    /// Every member's 15-minute row: those the compactor moved, and those still waiting for it.
-    private static let allMemberRows = """
-        (SELECT bucket_start, space_id, user_id, visits FROM member_visits
-         UNION ALL SELECT bucket_start, space_id, user_id, visits FROM member_visits_pending)
-        """
 
     /// The CTEs `span` (from..to in zone `$1`, cut to the first and last days with data) and `midnights` (the
     /// instants of its local midnights, the day after the last included), for the reports of 15-minute rows.

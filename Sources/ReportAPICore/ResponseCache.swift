@@ -6,10 +6,10 @@ import Synchronization
 ///
 /// With the signal of folds heard (`generation` gives a value), an answer is current while no fold has committed
 /// since its computation started, and a fold makes each report recompute once at most, shared by its askers. A query
-/// is computed at most once at a time. While it is, askers wait for it up to `patience` and are then given the
-/// previous answer, with the validators of the fold it shows, if that answer's computation started less than
-/// `maxStaleness` ago; past that age they wait for the new one. A cheap report is thus always as fresh as the rollups,
-/// and a slow one (past `patience`) is served from its last answer while a single computation runs.
+/// is computed at most once at a time. While a costly one is (`servingStale`), askers wait for it up to `patience` and
+/// are then given the previous answer, with the validators of the fold it shows, if that answer's computation started
+/// less than `maxStaleness` ago; past that age they wait for the new one. A cheap report is always waited for, as
+/// fresh as the rollups.
 ///
 /// Without the signal (`generation` is nil), answers are kept for `lifetime`: at most that staler than the rollups
 /// when nobody waits, and never more than twice that, since an expired answer is still given while one asker computes
@@ -100,15 +100,19 @@ final class ResponseCache<Answer: Sendable>: Sendable {
         }
     }
 
-    /// The cached answer for `key`, or the one `compute` gives, which is then cached. A failed computation is
-    /// not kept, and its error goes to those who waited for it.
-    func answer(for key: String, _ compute: @escaping @Sendable () async throws -> Answer) async throws -> Answer {
+    /// The cached answer for `key`, or the one `compute` gives, which is then cached; with `servingStale`, the previous
+    /// answer while a new one is computed. A failed computation is not kept, and its error goes to those who waited
+    /// for it.
+    func answer(
+        for key: String, servingStale: Bool = false, _ compute: @escaping @Sendable () async throws -> Answer
+    ) async throws -> Answer {
         guard lifetime > .zero else { return try await compute() }
         while true {
             let now = self.now()
             let generation = self.generation()
             let step = state.withLock { state in
-                nextStep(key, now: now, generation: generation, in: &state, compute: compute)
+                nextStep(
+                    key, now: now, generation: generation, servingStale: servingStale, in: &state, compute: compute)
             }
             switch step {
             case .answer(let answer):
@@ -135,7 +139,7 @@ final class ResponseCache<Answer: Sendable>: Sendable {
     }
 
     private func nextStep(
-        _ key: String, now: ContinuousClock.Instant, generation: UInt64?, in state: inout State,
+        _ key: String, now: ContinuousClock.Instant, generation: UInt64?, servingStale: Bool, in state: inout State,
         compute: @escaping @Sendable () async throws -> Answer
     ) -> Step {
         state.tick += 1
@@ -144,7 +148,9 @@ final class ResponseCache<Answer: Sendable>: Sendable {
         defer { state.entries[key] = entry }
         if let generation {
             if let latest = entry.latest, latest.generation == generation { return .answer(latest.answer) }
-            let previous = entry.latest.flatMap { now - $0.computedAt < maxStaleness ? $0.answer : nil }
+            let previous = entry.latest.flatMap {
+                servingStale && now - $0.computedAt < maxStaleness ? $0.answer : nil
+            }
             if entry.computing == nil {
                 entry.computing = startComputation(key, compute, at: now, generation: generation, in: &state)
             }

@@ -20,4 +20,6 @@ public enum LogKey {
     public static let httpAddress = "http.address"
     public static let attempt = "retry.attempt"
     public static let delay = "retry.delay"
+    public static let databaseFault = "db.fault"
+    public static let waited = "db.waited"
 }

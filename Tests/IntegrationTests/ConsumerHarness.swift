@@ -91,7 +91,12 @@ struct ConsumerHarness {
                     configuration: settings.database, interval: .milliseconds(100), logger: TestServers.logger),
             ]
         }
-        let group = ServiceGroup(services: services, logger: TestServers.logger)
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, logger: TestServers.logger)
+        // As SHUTDOWN_DEADLINE_S does for `consumer run`: a fold that waits for the database is cancelled rather than
+        // waited for without end.
+        configuration.maximumGracefulShutdownDuration = .seconds(30)
+        let group = ServiceGroup(configuration: configuration)
         let running = Task { try await group.run() }
         let result: T
         do {
@@ -180,9 +185,7 @@ struct ConsumerHarness {
         try await compactMembers()
         let memberRows = try await connection.query(
             """
-            SELECT bucket_start, space_id, user_id, sum(visits) FROM (
-                SELECT * FROM member_visits UNION ALL SELECT * FROM member_visits_pending
-            ) AS m GROUP BY 1, 2, 3
+            SELECT bucket_start, space_id, user_id, sum(visits) FROM member_visits GROUP BY 1, 2, 3
             """)
         for row in memberRows.rows {
             let start = try #require(try row.optionalTimestamp(0))
@@ -225,10 +228,14 @@ struct ConsumerHarness {
         let connection = try await database()
         let schema = self.schema
         while true {
-            let moved = try await connection.withTransaction { try MemberCompactor().compact(on: $0, schema: schema) }
-            let waiting = try await connection.query("SELECT count(*) FROM member_visits_pending")[0].int(0)
-            if moved == 0 && waiting == 0 { return }
-            if moved == nil { try await Task.sleep(for: .milliseconds(20)) }
+            let taken = try await connection.withTransaction { try MemberCompactor().compact(on: $0, schema: schema) }
+            let waiting = try await connection.query(
+                """
+                SELECT count(*) FROM member_visits
+                WHERE appended_by >= (SELECT compacted_below FROM member_compaction)
+                """)[0].int(0)
+            if taken == 0 && waiting == 0 { return }
+            if taken == nil || taken == 0 { try await Task.sleep(for: .milliseconds(20)) }
         }
     }
 

@@ -61,13 +61,14 @@ struct DeadLetterQueueTests {
             ])
         #expect(try await Self.readyDeadLetters(harness, settlingAt: 5) == 5, "the summary removes none")
 
-        let once = try await queue.requeue(reason: "user_id", limit: 2)
+        let once = try await queue.requeue(DeadLetterQueue.Choice(reason: "user_id", limit: 2))
         #expect(once.matched == 2 && once.requeued == 2)
-        let rest = try await queue.requeue(reason: "user_id", limit: nil)
+        let rest = try await queue.requeue(DeadLetterQueue.Choice(reason: "user_id"))
         #expect(rest.matched == 1 && rest.requeued == 1)
         #expect(try await Self.readyDeadLetters(harness, settlingAt: 2) == 2)
 
-        // Back on the events exchange, routed to the rollups queue, as first published: no rejection header.
+        // Back on the events exchange, routed to the rollups queue, as first published: no rejection header, and a
+        // count of requeues.
         let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
         try await amqp.consume(harness.topology.queue)
         var requeued: [String: AMQPProperties] = [:]
@@ -76,10 +77,10 @@ struct DeadLetterQueueTests {
         }
         await amqp.close()
         #expect(Set(requeued.keys) == [#"{"user":1}"#, #"{"user":2}"#, #"{"user":3}"#])
-        #expect(requeued[#"{"user":2}"#]?.headers == ["x-trace": .string("t-2")])
+        #expect(requeued[#"{"user":2}"#]?.headers == ["x-trace": .string("t-2"), "x-requeue-count": .int64(1)])
         #expect(requeued[#"{"user":2}"#]?.messageID == "m2")
 
-        #expect(try await queue.purge(reason: "not JSON", limit: 1) == 1)
+        #expect(try await queue.purge(DeadLetterQueue.Choice(reason: "not JSON", limit: 1)) == 1)
         let refused = try ProgramStartTests.run(
             "producer", ["dead-letters", "purge"], environment: try harness.environment())
         #expect(refused.status != 0)
@@ -96,6 +97,55 @@ struct DeadLetterQueueTests {
             "producer", ["dead-letters", "purge", "--yes"], environment: try harness.environment())
         #expect(purged.output == "removed 1 dead letters\n")
         #expect(try await harness.readyMessages(in: harness.topology.deadLetterQueue) == 0)
+        try await harness.cleanup()
+    }
+
+    /// Reasons and bodies come from publishers: `list` escapes their control characters (a reason with an escape
+    /// sequence cannot rewrite the operator's terminal); `--reason` with `--exact` takes one reason and not those that
+    /// contain it; a letter requeued and dead again says how often, so that a requeue that mends nothing shows.
+    @Test func theToolIsSafeForAWaryOperator() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        try await Self.deadLetter(
+            harness,
+            [
+                ("type must be checkin", "a"), ("type must be checkin or user_joined", "b"),
+                ("\u{1B}[2J\u{1B}[Hall clear\r", "c\u{1B}[31m\u{07}"),
+            ])
+        let run = { (arguments: [String]) in
+            try ProgramStartTests.run("producer", ["dead-letters"] + arguments, environment: try harness.environment())
+        }
+        let listed = try run(["list"])
+        #expect(!listed.output.contains("\u{1B}") && !listed.output.contains("\u{07}") && !listed.output.contains("\r"))
+        #expect(listed.output.contains("1\t" + #"\u{1B}[2J\u{1B}[Hall clear\r"#), "\(listed.output)")
+        #expect(listed.output.contains(#"for example: c\u{1B}[31m\u{7}"#))
+
+        let exact = try run(["requeue", "--reason", "type must be checkin", "--exact"])
+        #expect(exact.output == "published 1 events, 1 confirmed\n")
+        #expect(try await Self.readyDeadLetters(harness, settlingAt: 2) == 2, "only the exact reason")
+        #expect(try run(["requeue", "--exact"]).errors.contains("--exact needs --reason"))
+
+        // The requeued letter is refused again, as the consumer would (it forwards the headers): it shows.
+        let amqp = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await amqp.consume(harness.topology.queue)
+        let back = try #require(try await amqp.nextDelivery(timeout: .seconds(5)))
+        try await amqp.ack(back.deliveryTag, multiple: false)
+        await amqp.close()
+        #expect(back.header(DeadLetterQueue.requeueCountHeader) == .int64(1))
+        let again = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+        try await again.enableConfirms()
+        var properties = try back.properties()
+        properties.headers?["x-rejection-reason"] = .string("type must be checkin")
+        _ = try await again.publishConfirmed(
+            [
+                AMQPOutgoingMessage(
+                    exchange: harness.topology.deadLetterExchange, routingKey: "checkin", properties: properties,
+                    body: back.body)
+            ], window: 10)
+        await again.close()
+        #expect(try await Self.readyDeadLetters(harness, settlingAt: 3) == 3)
+        let relisted = try run(["list"])
+        #expect(relisted.output.contains("1\ttype must be checkin\n"))
+        #expect(relisted.output.contains("\trequeued and back again, up to 1 times\n"))
         try await harness.cleanup()
     }
 }

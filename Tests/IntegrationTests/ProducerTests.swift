@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ProducerCore
 import Shared
+import TestSupport
 import Testing
 
 @Suite("The producer against RabbitMQ and PostgreSQL")
@@ -117,6 +118,58 @@ struct ProducerTests {
         #expect(lost.1 == "published 1 events, 0 confirmed\n")
         try await amqp.deleteExchange(exchange + ".unbound")
         await amqp.close()
+        try await harness.cleanup()
+    }
+
+    /// A database of the legacy Flask service of the test's own, holding the seed data: its URL, with the password.
+    static func legacyDatabaseURL() async throws -> (url: String, name: String) {
+        let name = TestServers.uniqueName("legacy")
+        let owner = try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger)
+        try await owner.execute("CREATE DATABASE \(name)")
+        let base = try TestServers.variable("DATABASE_URL")
+        let url = String(base[..<(base.lastIndex(of: "/") ?? base.endIndex)]) + "/" + name
+        let legacy = try await PostgresConnection.connect(
+            PostgresConfiguration(url: url), logger: TestServers.logger)
+        let seed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../data/coworking-seed")
+        for file in ["1_create_tables.sql", "2_seed_users.sql", "3_seed_tokens.sql"] {
+            try await legacy.execute(try String(contentsOf: seed.appendingPathComponent(file), encoding: .utf8))
+        }
+        return (url, name)
+    }
+
+    /// `producer backfill` takes the legacy database's URL from the environment: while it runs (held by a lock on the
+    /// legacy tokens), its arguments, as any user of the machine reads them in /proc, hold no password.
+    @Test func aBackfillKeepsTheLegacyPasswordOutOfItsArguments() async throws {
+        let harness = try await ConsumerHarness.make(zones: ["UTC"])
+        let (url, name) = try await Self.legacyDatabaseURL()
+        let password = try #require(try PostgresConfiguration(url: url).password)
+        let locker = try await PostgresConnection.connect(PostgresConfiguration(url: url), logger: TestServers.logger)
+        try await locker.execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
+        let process = Process()
+        process.executableURL = FaultTests.consumerBinary.deletingLastPathComponent().appendingPathComponent("producer")
+        process.arguments = ["backfill"]
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "LEGACY_DATABASE_URL": url, "EXCHANGE": harness.topology.exchange, "LOG_LEVEL": "error",
+        ]) { _, given in given }
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        try await ReportAPILimitsTests.waitForALockWait()
+        let arguments = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline"))
+        let words = arguments.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        #expect(words.dropFirst() == ["backfill"])
+        #expect(!words.joined(separator: " ").contains(password))
+        try await locker.execute("ROLLBACK")
+        try await offThePool { process.waitUntilExit() }
+        #expect(process.terminationStatus == 0)
+        let events = try await locker.query(
+            "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM tokens WHERE used_at IS NOT NULL)")[0].int(0)
+        let line = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(line.hasSuffix("published \(events) events, \(events) confirmed\n"), "\(line)")
+
+        try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger).execute(
+            "DROP DATABASE \(name) WITH (FORCE)")
         try await harness.cleanup()
     }
 }

@@ -271,4 +271,26 @@ struct EventDecoderTests {
             try strict.decode(later, now: now)
         }
     }
+
+    /// With `DEDUP_HORIZON_DAYS`, an event older than the horizon by the consumer's clock is refused, naming the
+    /// setting; one inside it is counted as before.
+    @Test func anEventPastTheDedupHorizonIsRefusedNamingTheSetting() throws {
+        let decoder = EventDecoder(rules: EventRules(dedupHorizonDays: 30))
+        func body(_ at: String) -> [UInt8] {
+            Array(#"{"event_id":"\#(UUID())","type":"checkin","user_id":7,"occurred_at":"\#(at)"}"#.utf8)
+        }
+        #expect(try decoder.decode(body("2024-05-02T12:00:01Z"), now: now).userID == 7)
+        #expect(
+            throws: EventRejection(
+                .beyondDedupHorizon,
+                "occurred_at is more than 30 days ago (DEDUP_HORIZON_DAYS), so its id may no longer be kept and it could "
+                    + "not be counted exactly once: raise DEDUP_HORIZON_DAYS to count it")
+        ) { try decoder.decode(body("2024-05-02T11:59:59Z"), now: now) }
+        #expect(try EventDecoder().decode(body("2001-05-02T11:59:59Z"), now: now).userID == 7, "unset: any age")
+        #expect(
+            try EventRules.fromEnvironment(EnvironmentVariables(["DEDUP_HORIZON_DAYS": "400"])).dedupHorizonDays == 400)
+        #expect(throws: ConfigurationError.self) {
+            try EventRules.fromEnvironment(EnvironmentVariables(["DEDUP_HORIZON_DAYS": "0"]))
+        }
+    }
 }

@@ -229,6 +229,16 @@ public actor AMQPConnection {
         try check(amqp_get_rpc_reply(state), "delete queue \(name)")
     }
 
+    /// Removes every ready message of a queue; returns how many.
+    @discardableResult
+    public func purgeQueue(_ name: String) throws(AMQPError) -> Int {
+        let state = try usableState()
+        let arena = CArena()
+        let ok = amqp_queue_purge(state, Self.channel, arena.bytes(name))
+        try check(amqp_get_rpc_reply(state), "purge queue \(name)")
+        return ok.map { Int($0.pointee.message_count) } ?? 0
+    }
+
     /// Deletes an exchange.
     public func deleteExchange(_ name: String) throws(AMQPError) {
         let state = try usableState()

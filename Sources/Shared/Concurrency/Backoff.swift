@@ -21,7 +21,7 @@ extension Backoff {
     /// `isRetriable` accepts (one it does not is thrown), until the task is cancelled. `failed` hears each retriable
     /// failure with its attempt number (1 for the first) and the wait before the next.
     public func retrying<T>(
-        isRetriable: (any Error) -> Bool,
+        isolation: isolated (any Actor)? = #isolation, isRetriable: (any Error) -> Bool,
         failed: (any Error, _ attempt: Int, _ delay: Duration) -> Void = { _, _, _ in },
         _ operation: () async throws -> T
     ) async throws -> T {

@@ -1,24 +1,31 @@
 import Foundation
 
-/// The limits an event must respect beyond its shape (CONTRACT §1, §2, §8).
+/// The limits an event must respect beyond its shape (docs/events.md).
 public struct EventRules: Sendable, Equatable {
     /// The largest body accepted: 64 KiB.
     public var maxBodyBytes: Int
     /// `MAX_FUTURE_SKEW_S`: how far ahead of the consumer's clock `occurred_at` may be; default one day.
     public var maxFutureSkewSeconds: Int64
+    /// `DEDUP_HORIZON_DAYS`: how long ago an event may have occurred, when set (unset by default: any time since
+    /// 2000). The ids of older events are let go, so such an event could no longer be counted exactly once.
+    public var dedupHorizonDays: Int?
     /// The earliest `occurred_at` accepted: 2000-01-01T00:00:00Z.
     public var earliest: Timestamp
 
-    public init(maxBodyBytes: Int = 65_536, maxFutureSkewSeconds: Int64 = 86_400) {
+    public init(maxBodyBytes: Int = 65_536, maxFutureSkewSeconds: Int64 = 86_400, dedupHorizonDays: Int? = nil) {
         self.maxBodyBytes = maxBodyBytes
         self.maxFutureSkewSeconds = maxFutureSkewSeconds
+        self.dedupHorizonDays = dedupHorizonDays
         self.earliest = Timestamp(year: 2000, month: 1, day: 1)
     }
 
     public static func fromEnvironment(_ environment: EnvironmentVariables) throws(ConfigurationError) -> EventRules {
         EventRules(
             maxFutureSkewSeconds: Int64(
-                try environment.integer("MAX_FUTURE_SKEW_S", default: 86_400, in: 0...(10 * 365 * 86_400))))
+                try environment.integer("MAX_FUTURE_SKEW_S", default: 86_400, in: 0...(10 * 365 * 86_400))),
+            dedupHorizonDays: try environment["DEDUP_HORIZON_DAYS"].map { _ throws(ConfigurationError) in
+                try environment.integer("DEDUP_HORIZON_DAYS", default: 0, in: 1...36_500)
+            })
     }
 }
 
@@ -128,6 +135,12 @@ public struct EventDecoder: Sendable {
         }
         guard instant >= rules.earliest else {
             throw EventRejection(.tooOld, "occurred_at is before 2000-01-01T00:00:00Z")
+        }
+        if let days = rules.dedupHorizonDays, instant < now.adding(seconds: -Int64(days) * 86_400) {
+            throw EventRejection(
+                .beyondDedupHorizon,
+                "occurred_at is more than \(days) days ago (DEDUP_HORIZON_DAYS), so its id may no longer be kept and it "
+                    + "could not be counted exactly once: raise DEDUP_HORIZON_DAYS to count it")
         }
         guard instant <= now.adding(seconds: rules.maxFutureSkewSeconds) else {
             throw EventRejection(

@@ -12,6 +12,7 @@ public struct EventRejection: Error, Sendable, Equatable, CustomStringConvertibl
         case invalidValue = "invalid_value"
         case unknownType = "unknown_type"
         case tooOld = "too_old"
+        case beyondDedupHorizon = "beyond_dedup_horizon"
         case tooFarInFuture = "too_far_in_future"
     }
 
