@@ -3,8 +3,8 @@ import Metrics
 import ServiceLifecycle
 import Shared
 
-/// The consumer's service that runs `MemberCompactor` every second on a database connection of its own, and at once
-/// again while a compaction finds a full transaction's worth waiting (a backlog drains). Whatever the database
+/// The consumer's service that runs `MemberCompactor` every second on a database connection of its own, or less often
+/// while compactions take long (a backlog drains), so that they take a quarter of the time at most. Whatever the database
 /// answers instead (it is down, read-only, or the schema is not migrated yet), compaction is tried again with backoff,
 /// logged once when it starts failing and once when it works again; the reports read the rows it has not compacted
 /// yet meanwhile.
@@ -36,6 +36,7 @@ public final class MemberCompaction: Service {
         var connection: PostgresConnection?
         var failing = false
         while !Task.isCancelled {
+            let started = ContinuousClock.now
             let moved = try await backoff.retrying(
                 isRetriable: { $0 is PostgresError },
                 failed: { error, _, _ in
@@ -63,7 +64,9 @@ public final class MemberCompaction: Service {
                 logger.info("Compacting the members' rows again")
             }
             compacted.increment(by: moved ?? 0)
-            if (moved ?? 0) < compactor.rowsPerTransaction { try await Task.sleep(for: interval) }
+            // A quarter of the time at most, so that while a backlog drains the folds keep the cores: the rows wait
+            // a little longer, the reports read them meanwhile.
+            try await Task.sleep(for: max(interval, (ContinuousClock.now - started) * 3))
         }
     }
 }

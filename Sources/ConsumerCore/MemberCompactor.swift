@@ -55,16 +55,13 @@ public struct MemberCompactor: Sendable {
         guard taken > 0 else { return 0 }
         try Self.numberNewMembers(appendedFrom: from, below: below, on: connection)
         var days = MemberDays()
+        // A member may come twice in the rows of one day and space: MemberDay adds their visits up.
         let rows = try connection.query(
             """
-            SELECT z.zone, (m.bucket_start AT TIME ZONE z.zone)::date::text, m.space_id,
-                   array_agg(m.ordinal ORDER BY m.ordinal)::text, array_agg(m.visits ORDER BY m.ordinal)::text
-            FROM (
-                SELECT v.bucket_start, v.space_id, o.ordinal, sum(v.visits)::int AS visits
-                FROM member_visits v JOIN member_ordinals o USING (user_id)
-                WHERE v.appended_by >= $1::bigint AND v.appended_by < $2::bigint
-                GROUP BY 1, 2, 3
-            ) AS m CROSS JOIN report_zones z
+            SELECT z.zone, (v.bucket_start AT TIME ZONE z.zone)::date::text, v.space_id,
+                   array_agg(o.ordinal)::text, array_agg(v.visits)::text
+            FROM member_visits v JOIN member_ordinals o USING (user_id) CROSS JOIN report_zones z
+            WHERE v.appended_by >= $1::bigint AND v.appended_by < $2::bigint
             GROUP BY 1, 2, 3
             """, [from, below])
         for row in rows.rows {

@@ -83,8 +83,9 @@ public struct RollupWriter: Sendable {
         if let members = rows.members {
             try connection.query(
                 """
-                INSERT INTO member_visits (bucket_start, space_id, user_id, visits)
-                SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int[], $4::int[])
+                INSERT INTO member_visits (bucket_start, space_id, user_id, visits, appended_by)
+                SELECT *, (SELECT pg_current_xact_id()::text::bigint)
+                FROM unnest($1::timestamptz[], $2::text[], $3::int[], $4::int[])
                 """, members)
         }
         // A user whose visits after the update are the batch's own had none before.
