@@ -204,11 +204,20 @@ struct MemberDays {
         return values
     }
 
-    /// Writes the days, in key order; with `mergingStored`, each is first merged with the stored one.
+    /// Writes the days, in key order, a slice at a time, so that a backlog spread over years holds a slice of the
+    /// stored bitmaps in memory at once, not all of them; with `mergingStored`, each is first merged with the stored
+    /// one.
     func write(mergingStored: Bool, on connection: isolated PostgresConnection) throws {
-        guard !days.isEmpty else { return }
         let keys = days.keys.sorted()
-        var merged = days
+        for start in stride(from: 0, to: keys.count, by: 256) {
+            try write(keys[start..<min(start + 256, keys.count)], mergingStored: mergingStored, on: connection)
+        }
+    }
+
+    private func write(_ keys: ArraySlice<Key>, mergingStored: Bool, on connection: isolated PostgresConnection) throws
+    {
+        var merged: [Key: MemberDay] = [:]
+        for key in keys { merged[key] = days[key] }
         if mergingStored {
             let stored = try connection.query(
                 """
