@@ -134,6 +134,16 @@ let package = Package(
             dependencies: ["ConsumerCore", "Shared"]
         ),
         .testTarget(
+            name: "ReportAPICoreTests",
+            dependencies: [
+                "ReportAPICore",
+                "Shared",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "CRabbitMQ",

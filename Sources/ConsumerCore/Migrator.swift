@@ -6,7 +6,7 @@ import Shared
 public struct Migrator: Sendable {
     /// The schema the tables live in (`DB_SCHEMA`).
     public var schema: String
-    /// The zones to keep daily and hourly rows for.
+    /// The zones to keep local-day rows (with their hours) for.
     public var zones: [String]
     /// `DB_READER_ROLE`: a role that gets USAGE on the schema and SELECT on its tables (the report API's).
     public var readerRole: String?

@@ -3,7 +3,7 @@ import ServiceLifecycle
 import Shared
 import Synchronization
 
-/// The consumer of CONTRACT §2 and §3: takes events from the rollups queue in batches, counts each event once,
+/// The consumer (docs/architecture.md, "How an event becomes a visit"): takes events from the rollups queue in batches, counts each event once,
 /// dead-letters what cannot be counted, and acknowledges only what a committed transaction holds.
 ///
 /// Batches are pipelined: while the database stages fold up to `FOLD_CONNECTIONS` batches, each on a connection of

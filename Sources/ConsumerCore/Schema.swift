@@ -9,7 +9,7 @@ struct Migration: Sendable {
 
 /// The schema of the rollups, oldest step first. A released step never changes: a change is a new step.
 ///
-/// Every report reads pre-aggregated rows (CONTRACT §3):
+/// Every report reads pre-aggregated rows (docs/architecture.md, "The schema and why"):
 /// - `visits_quarter_hour`: visits per 15-minute UTC bucket and space, the exact source for any time zone,
 ///   because since 2000 every zone's offset and every daylight-saving change falls on a quarter hour;
 /// - `visits_local_day`: visits per local day and space for each zone of `report_zones`, and per local hour in

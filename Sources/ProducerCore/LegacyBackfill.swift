@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Shared
 
-/// The history of the legacy Flask database as events (CONTRACT §6): each user a `user_joined` at `joined_at`,
+/// The history of the legacy Flask database as events (docs/deploy.md, "Moving off the Flask service"): each user a `user_joined` at `joined_at`,
 /// each used token a `checkin` at `created_at` (or `used_at`), with ids derived from the legacy ids, so that a
 /// backfill run twice counts everything once.
 public struct LegacyBackfill: Sendable {

@@ -54,7 +54,7 @@ public enum ReportAPIApp {
         }
         let disconnects = ClientDisconnects()
         let router = buildRouter(
-            store: ReportStore(pool: pool), zones: settings.zones,
+            repository: PostgresReportRepository(pool: pool), zones: settings.zones,
             cacheLifetime: settings.cacheLifetime, foldSignal: foldSignal, tokens: settings.tokens,
             limits: settings.limits, disconnects: disconnects, servesMetrics: settings.metricsPort == nil,
             dashboard: dashboard, registry: registry, logger: logger)
@@ -96,7 +96,8 @@ public enum ReportAPIApp {
     /// are kept for `cacheLifetime`. `disconnects` cancels the computations of clients that went away; it needs its
     /// handler on the server's connections.
     public static func buildRouter(
-        store: ReportStore, zones: ReportZones, cacheLifetime: Duration = .zero, foldSignal: FoldSignal? = nil,
+        repository store: any ReportRepository, zones: ReportZones, cacheLifetime: Duration = .zero,
+        foldSignal: FoldSignal? = nil,
         tokens: APITokens? = nil, limits: ReportLimits = ReportLimits(),
         disconnects: ClientDisconnects = ClientDisconnects(), servesMetrics: Bool = true,
         dashboard: DashboardAssets = .load(), registry: PrometheusCollectorRegistry, logger: Logger
@@ -127,7 +128,7 @@ public enum ReportAPIApp {
 
         router.get("health_check") { _, _ in text("ok") }
         router.get("readiness_check") { _, _ -> Response in
-            await store.databaseAnswers(within: .seconds(2)) ? text("ok") : text("failed", status: .serviceUnavailable)
+            await store.answers(within: .seconds(2)) ? text("ok") : text("failed", status: .serviceUnavailable)
         }
         ReportController(
             store: store, zones: zones, cache: cache, costly: ConcurrencyLimit(limit: limits.costlyConcurrency),

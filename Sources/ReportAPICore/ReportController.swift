@@ -47,12 +47,12 @@ struct CostlyReportsBusy: Error {
     }
 }
 
-/// The report routes over `ReportStore`: each parses its query (a bad one answers 400 before the database is asked),
+/// The report routes over a `ReportRepository`: each parses its query (a bad one answers 400 before the database is asked),
 /// answers from the cache when it can, and otherwise computes its rows on one connection (costly ones within their
 /// limit), renders them as JSON or CSV, and caches the bytes; a computation whose every asker's client went away is
 /// cancelled, in PostgreSQL too.
 struct ReportController: Sendable {
-    let store: ReportStore
+    let store: any ReportRepository
     let zones: ReportZones
     let cache: ResponseCache<CachedReport>
     let costly: ConcurrencyLimit
@@ -119,7 +119,7 @@ struct ReportController: Sendable {
     private func report<Query: ReportQuery>(
         _ name: String, _ request: Request, _ context: ReportRequestContext,
         parse: ([(String, String)]) throws -> Query, isCostly: (Query) async throws -> Bool,
-        read: @escaping @Sendable (ReportReader, Query) async throws -> any ReportBody
+        read: @escaping @Sendable (any ReportQueries, Query) async throws -> any ReportBody
     ) async throws -> Response {
         let (format, parameters) = try ReportFormat.of(request.queryPairs, accept: request.headers[.accept])
         let query = try parse(parameters)
@@ -132,7 +132,7 @@ struct ReportController: Sendable {
     /// The answer of report `name` for `query` in `format`, from the cache or computed.
     private func cachedOrComputed<Query: ReportQuery>(
         _ name: String, _ format: ReportFormat, _ query: Query, _ request: Request, _ context: ReportRequestContext,
-        isCostly: Bool, _ read: @escaping @Sendable (ReportReader, Query) async throws -> any ReportBody
+        isCostly: Bool, _ read: @escaping @Sendable (any ReportQueries, Query) async throws -> any ReportBody
     ) async throws -> Response {
         let (store, costly, patience) = (self.store, self.costly, costlyPatience)
         let cached = try await disconnects.whileConnected(context.channel) { [cache] in
@@ -197,7 +197,7 @@ struct ReportController: Sendable {
                 var first = true
                 do {
                     if format == .csv { try await writer.write(ByteBuffer(string: ReportCSV.userVisitsHeader)) }
-                    try await store.streamUserVisits(after: after) { page in
+                    try await store.streamUserVisits(after: after, pageSize: 1_000) { page in
                         let text =
                             format == .csv
                             ? ReportCSV.userVisitsRows(page) : (first ? "{" : ",") + ReportJSON.userVisitsMembers(page)

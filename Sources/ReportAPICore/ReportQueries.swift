@@ -118,6 +118,34 @@ public struct UsageQuery: Equatable, Sendable {
     }
 }
 
+extension UsageQuery {
+    /// The day numbers of from..to cut to `data`'s first and last days (an open end is the data's).
+    func days(within data: (first: LocalDate, last: LocalDate)) -> Range<Int> {
+        let first = max(from ?? data.first, data.first).dayNumber
+        let last = min(to ?? data.last, data.last).dayNumber
+        return first..<max(first, last + 1)
+    }
+
+    /// `days` with every day of the range that lies within `data` (the first and last days with data), 0 where
+    /// absent: never more days than the data spans, nor than the range limit allows.
+    func zeroFilled(_ days: [(day: String, visits: Int)], within data: (first: LocalDate, last: LocalDate)?)
+        throws(QueryError) -> [(day: String, visits: Int)]
+    {
+        guard let data else { return days }
+        let filled = self.days(within: data)
+        guard filled.count <= Self.maxRangeDays else {
+            throw QueryError(
+                "fill=zero lists at most \(Self.maxRangeDays) days, and from..to spans \(filled.count) days of "
+                    + "data: give a shorter from and to")
+        }
+        let visits = Dictionary(days.map { ($0.day, $0.visits) }, uniquingKeysWith: +)
+        return filled.map { number in
+            let day = LocalDate(dayNumber: number).description
+            return (day, visits[day] ?? 0)
+        }
+    }
+}
+
 /// The query of `user_visits`: a page of users after a user id, or every user.
 public struct UserVisitsQuery: Equatable, Sendable {
     /// The largest page.

@@ -50,7 +50,8 @@ struct APITokenTests {
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
         )
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, tokens: try APITokens.fromFile(path),
+            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
+            tokens: try APITokens.fromFile(path),
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         let answers = try await Application(router: router).test(.router) { client in
             var answers: [String] = []
@@ -92,7 +93,8 @@ struct APITokenTests {
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
         )
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, tokens: try APITokens.fromFile(path),
+            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
+            tokens: try APITokens.fromFile(path),
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         try await Application(router: router).test(.live) { client in
             let port = try #require(client.port)

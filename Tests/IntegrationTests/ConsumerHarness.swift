@@ -111,7 +111,7 @@ struct ConsumerHarness {
         return result
     }
 
-    /// Publishes bodies as events of CONTRACT §1 and requires every one confirmed.
+    /// Publishes bodies as events (docs/events.md) and requires every one confirmed.
     func publish(_ bodies: [[UInt8]], headers: AMQPTable? = nil) async throws {
         let amqp = try await AMQPConnection.connect(amqp, logger: TestServers.logger)
         try await amqp.enableConfirms()

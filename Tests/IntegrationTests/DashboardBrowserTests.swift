@@ -52,7 +52,8 @@ struct DashboardBrowserTests {
         reader.statementTimeout = .milliseconds(500)
         let pool = PostgresPool(configuration: reader, maxConnections: 4, logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: ReportZones(folded: ReportAPITests.zones, defaultZone: "UTC"),
+            repository: PostgresReportRepository(pool: pool),
+            zones: ReportZones(folded: ReportAPITests.zones, defaultZone: "UTC"),
             cacheLifetime: .seconds(1), tokens: try APITokens.fromFile(tokens), registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
         try FileManager.default.createDirectory(at: Self.output, withIntermediateDirectories: true)

@@ -81,6 +81,7 @@ struct DeadLetterQueueTests {
         #expect(requeued[#"{"user":2}"#]?.messageID == "m2")
 
         #expect(try await queue.purge(DeadLetterQueue.Choice(reason: "not JSON", limit: 1)) == 1)
+        #expect(try await Self.readyDeadLetters(harness, settlingAt: 1) == 1, "the one not chosen is back")
         let refused = try ProgramStartTests.run(
             "producer", ["dead-letters", "purge"], environment: try harness.environment())
         #expect(refused.status != 0)

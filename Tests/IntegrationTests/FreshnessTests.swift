@@ -40,7 +40,8 @@ struct FreshnessTests {
             configuration: try reader ?? TestServers.readerDatabase(schema: schema), maxConnections: 2,
             logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, cacheLifetime: .seconds(3_600),
+            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
+            cacheLifetime: .seconds(3_600),
             foldSignal: signal,
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -57,7 +57,8 @@ struct ReportAPILimitsTests {
             configuration: configuration, maxConnections: poolSize, acquireTimeout: poolTimeout,
             logger: TestServers.logger)
         return ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, registry: PrometheusCollectorRegistry(),
+            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
+            registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
     }
 
@@ -172,7 +173,8 @@ struct ReportAPILimitsTests {
         configuration.servers = [.init(host: "127.0.0.1", port: listener.port)]
         let pool = PostgresPool(configuration: configuration, maxConnections: 1, logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, registry: PrometheusCollectorRegistry(),
+            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
+            registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
         let asked = ContinuousClock.now
         #expect(try await ReportAPITests.get(router, "/readiness_check") == (.serviceUnavailable, "failed"))

@@ -22,7 +22,8 @@ struct ReportAPITests {
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 4, logger: TestServers.logger
         )
         return ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: ReportZones(folded: Self.zones, defaultZone: defaultZone),
+            repository: PostgresReportRepository(pool: pool),
+            zones: ReportZones(folded: Self.zones, defaultZone: defaultZone),
             cacheLifetime: cacheLifetime,
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
     }
@@ -205,7 +206,8 @@ struct ReportAPITests {
         configuration.servers = [.init(host: "127.0.0.1", port: 1)]
         let pool = PostgresPool(configuration: configuration, maxConnections: 2, logger: TestServers.logger)
         return ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, registry: PrometheusCollectorRegistry(),
+            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
+            registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
     }
 
@@ -331,7 +333,8 @@ struct ReportAPITests {
             configuration: try TestServers.readerDatabase(schema: harness.schema), maxConnections: 4,
             logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: ReportZones(folded: Self.zones, defaultZone: "UTC"),
+            repository: PostgresReportRepository(pool: pool),
+            zones: ReportZones(folded: Self.zones, defaultZone: "UTC"),
             cacheLifetime: .seconds(1), tokens: try APITokens.fromFile(tokens),
             limits: ReportLimits(clientConcurrency: 64), registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)

@@ -90,7 +90,8 @@ struct StandbyTests {
         let pool = PostgresPool(
             configuration: try Self.clusterReader(schema: schema), maxConnections: 2, logger: TestServers.logger)
         let router = ReportAPIApp.buildRouter(
-            store: ReportStore(pool: pool), zones: TestServers.utcZones, registry: PrometheusCollectorRegistry(),
+            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
+            registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
         @Sendable func inRecovery() async throws -> Bool {
             try await pool.withConnection { try await $0.query("SELECT pg_is_in_recovery()")[0].bool(0) }

@@ -159,7 +159,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
     }
 }
 
-/// The exchanges and queues of CONTRACT §2, by name.
+/// The exchanges and queues of the pipeline (docs/events.md), by name.
 public struct Topology: Sendable, Equatable {
     /// `EXCHANGE`: the topic exchange publishers send events to; default `coworking.events`.
     public var exchange: String

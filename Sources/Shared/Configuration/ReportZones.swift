@@ -1,10 +1,10 @@
 import Foundation
 
-/// The time zones that reports are kept for, shared by the consumer (which folds daily and hourly rows for each)
-/// and the report API (which reads those rows, and picks a default zone).
+/// The time zones that reports are kept for, shared by the consumer (which folds local-day rows, with their hours,
+/// and members' days for each) and the report API (which reads those rows, and picks a default zone).
 public struct ReportZones: Sendable, Equatable {
-    /// `REPORT_TIMEZONES`: comma-separated IANA names whose daily and hourly rows are folded with every batch;
-    /// default `UTC`. Other zones are still answered exactly, from the 15-minute rows.
+    /// `REPORT_TIMEZONES`: comma-separated IANA names whose local-day rows are folded with every batch; default
+    /// `UTC`. Other zones are still answered exactly, from the 15-minute rows.
     public var folded: [String]
     /// `REPORT_TIMEZONE`: the report API's zone when a query names none; default `UTC`.
     public var defaultZone: String

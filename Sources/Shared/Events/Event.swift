@@ -1,6 +1,6 @@
 import Foundation
 
-/// What happened: the `type` field of an event (CONTRACT §1).
+/// What happened: the `type` field of an event (docs/events.md).
 public enum EventKind: String, Sendable, Hashable, CaseIterable {
     /// A member used a token at the door: one visit.
     case checkin
@@ -41,7 +41,7 @@ public struct Event: Sendable, Hashable {
         self.spaceID = kind == .checkin ? (spaceID ?? Event.defaultSpaceID) : nil
     }
 
-    /// The message body of CONTRACT §1: one JSON object, `occurred_at` in UTC to the microsecond.
+    /// The message body of docs/events.md: one JSON object, `occurred_at` in UTC to the microsecond.
     public var jsonBody: [UInt8] {
         var json = "{\"event_id\":\"\(id.uuidString.lowercased())\",\"type\":\"\(kind.rawValue)\","
         json += "\"user_id\":\(userID),\"occurred_at\":\"\(occurredAt.rfc3339)\""

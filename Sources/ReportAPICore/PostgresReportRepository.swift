@@ -2,9 +2,9 @@ import Logging
 import Shared
 import Synchronization
 
-/// The report API's access to the rollups: a pool of SELECT-only connections, the readiness probe, and which zones
-/// have daily rows. Each report reads on one connection (`read(_:)`), the rollups' version first.
-public struct ReportStore: Sendable {
+/// The rollups in PostgreSQL: a pool of SELECT-only connections, the readiness probe on a connection of its own, and
+/// which zones have daily rows. Each report reads on one connection (`read(_:)`), the rollups' version first.
+public struct PostgresReportRepository: ReportRepository {
     let pool: PostgresPool
     private let readiness: ReadinessProbe
     private let readyZones: ReadyZones
@@ -24,35 +24,32 @@ public struct ReportStore: Sendable {
         self.readyZones = ReadyZones()
     }
 
-    /// The reports' statement timeout, zero for none.
-    var statementTimeout: Duration { pool.configuration.statementTimeout ?? .zero }
+    public var statementTimeout: Duration { pool.configuration.statementTimeout ?? .zero }
 
-    /// Reads the rollups' version, then runs `body`, on one connection: an answer never claims a version older than
-    /// its numbers.
-    func read<T: Sendable>(_ body: (ReportReader) async throws -> T) async throws -> (freshness: Freshness, value: T) {
+    public func read<T: Sendable>(_ body: (any ReportQueries) async throws -> T) async throws
+        -> (freshness: Freshness, value: T)
+    {
         try await pool.withConnection { connection in
             let freshness = try await Freshness.read(on: connection)
-            return (freshness, try await body(ReportReader(connection: connection, readyZones: readyZones)))
+            return (freshness, try await body(PostgresReportQueries(connection: connection, readyZones: readyZones)))
         }
     }
 
-    /// Whether `zone` has daily rows that `consumer migrate` marked ready.
-    func isFolded(_ zone: String) async throws -> Bool {
+    public func isFolded(_ zone: String) async throws -> Bool {
         try await readyZones.contains(zone) { try await pool.withConnection { try await ReadyZones.read(on: $0) } }
     }
 
-    /// Every user with at least one visit after `after`, handed to `body` a page at a time, so that any number of
-    /// users takes the memory of one page. Each page is read on a connection taken from the pool and returned
-    /// before `body` runs (the next page starts after the last id of this one), so a client that reads slowly, or
-    /// not at all, holds no database connection. Pages are not one snapshot: a fold that commits between two pages
-    /// shows in the later one.
-    func streamUserVisits(after: Int32, pageSize: Int = 1_000, _ body: ([UserVisits]) async throws -> Void)
+    /// Each page is read on a connection taken from the pool and returned before `body` runs (the next page starts
+    /// after the last id of this one), so a client that reads slowly, or not at all, holds no database connection.
+    /// Pages are not one snapshot: a fold that commits between two pages shows in the later one.
+    public func streamUserVisits(after: Int32, pageSize: Int, _ body: ([UserVisits]) async throws -> Void)
         async throws
     {
         var last = after
         while true {
             let page = try await pool.withConnection {
-                try await ReportReader(connection: $0, readyZones: readyZones).userVisits(after: last, limit: pageSize)
+                try await PostgresReportQueries(connection: $0, readyZones: readyZones).userVisits(
+                    after: last, limit: pageSize)
             }
             guard let lastUser = page.last else { return }
             try await body(page)
@@ -63,7 +60,7 @@ public struct ReportStore: Sendable {
 
     /// Whether the database answers `SELECT 1` within `deadline`, asked at most once a second whatever the number of
     /// callers (`ReadinessProbe`).
-    public func databaseAnswers(within deadline: Duration) async -> Bool {
+    public func answers(within deadline: Duration) async -> Bool {
         await readiness.databaseAnswers(within: deadline)
     }
 }

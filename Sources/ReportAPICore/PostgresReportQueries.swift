@@ -1,9 +1,10 @@
 import Shared
 
-/// The reports' queries, on one connection lent by `ReportStore.read(_:)`. Every report reads pre-aggregated rows:
+/// The reports' queries, on one connection lent by `PostgresReportRepository.read(_:)`. Every report reads
+/// pre-aggregated rows:
 /// the local-day rows of a zone that `consumer migrate` marked ready, else the 15-minute rows, which are exact for any
 /// zone; unique visitors and top members read the members' days of a ready zone, else the members' 15-minute rows.
-struct ReportReader {
+struct PostgresReportQueries: ReportQueries {
     let connection: PostgresConnection
     let readyZones: ReadyZones
 
@@ -79,18 +80,8 @@ struct ReportReader {
     private func zeroFilled(_ days: [(day: String, visits: Int)], _ query: UsageQuery) async throws
         -> [(day: String, visits: Int)]
     {
-        guard query.fillsZeros, let data = try await daysWithData(in: query.zone) else { return days }
-        let filled = query.days(within: data)
-        guard filled.count <= UsageQuery.maxRangeDays else {
-            throw QueryError(
-                "fill=zero lists at most \(UsageQuery.maxRangeDays) days, and from..to spans \(filled.count) days of "
-                    + "data: give a shorter from and to")
-        }
-        let visits = Dictionary(days.map { ($0.day, $0.visits) }, uniquingKeysWith: +)
-        return filled.map { number in
-            let day = LocalDate(dayNumber: number).description
-            return (day, visits[day] ?? 0)
-        }
+        guard query.fillsZeros else { return days }
+        return try query.zeroFilled(days, within: try await daysWithData(in: query.zone))
     }
 
     /// Distinct members per local day, ascending (days without visits left out, or 0 with `fill=zero`), and over the
@@ -311,12 +302,5 @@ struct ReportReader {
 extension UsageQuery {
     var parameters: [(any PostgresEncodable)?] {
         [zone, from?.description, to?.description, space]
-    }
-
-    /// The day numbers of from..to cut to `data`'s first and last days (an open end is the data's).
-    func days(within data: (first: LocalDate, last: LocalDate)) -> Range<Int> {
-        let first = max(from ?? data.first, data.first).dayNumber
-        let last = min(to ?? data.last, data.last).dayNumber
-        return first..<max(first, last + 1)
     }
 }
