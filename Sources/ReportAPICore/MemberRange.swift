@@ -1,56 +1,68 @@
 import Shared
 
-/// The members of a range of days, as `ReportReader` reads them: each day's compacted members (`MemberDay`) and the
-/// members' rows that still wait for the compactor, which are added to their day. Counts unique visitors per day and
-/// over the range, and the members with the most visits, in memory: a year of a zone's days is a few hundred bitmaps.
+/// The members of a range of days, as `PostgresReportQueries` reads them: each day's compacted members as stored (a
+/// bitmap and its repeats, decoded only where needed), and the members' rows the compactor has not taken yet, added to
+/// their day. Counts unique visitors per day and over the range, and the members with the most visits, in memory: a
+/// year of a zone's days is a few hundred bitmaps.
 struct MemberRange {
-    /// Each day's members that have a number (`member_ordinals`).
-    private var days: [String: MemberDay] = [:]
-    /// Each day's members that have no number yet (they first came after the last compaction), by user id.
+    /// Each day's compacted members: the bitmap, and the repeats in their stored form.
+    private var stored: [String: (presence: [UInt8], repeats: [UInt8])] = [:]
+    /// Each day's members of rows not compacted yet, who have a number (`member_ordinals`).
+    private var recent: [String: MemberDay] = [:]
+    /// Each day's members of rows not compacted yet, who have no number yet (they first came after the last
+    /// compaction), by user id.
     private var newcomers: [String: [Int32: Int32]] = [:]
 
-    mutating func add(day: String, _ members: MemberDay) {
-        days[day, default: MemberDay()].formUnion(members)
+    /// A day's compacted members (one row per day: the query names one space, or any).
+    mutating func add(day: String, presence: [UInt8], repeats: [UInt8]) {
+        stored[day] = (presence, repeats)
     }
 
-    /// A waiting row: `visits` of member `userID`, whose number is `ordinal` if they have one.
+    /// A row not compacted yet: `visits` of member `userID`, whose number is `ordinal` if they have one.
     mutating func add(day: String, userID: Int32, ordinal: Int32?, visits: Int32) {
         if let ordinal {
-            days[day, default: MemberDay()].add(ordinal: ordinal, visits: visits)
+            recent[day, default: MemberDay()].add(ordinal: ordinal, visits: visits)
         } else {
             newcomers[day, default: [:]][userID, default: 0] += visits
         }
     }
 
+    /// The members of `day` that have a number, as a bitmap.
+    private func presence(of day: String) -> [UInt8] {
+        var bitmap = stored[day]?.presence ?? []
+        if let recent = recent[day] { MemberDay.union(&bitmap, recent.presence) }
+        return bitmap
+    }
+
     /// Distinct members per day with any, ascending.
     var uniqueVisitorsPerDay: [(day: String, visits: Int)] {
-        Set(days.keys).union(newcomers.keys).sorted().map { day in
-            (day, (days[day]?.memberCount ?? 0) + (newcomers[day]?.count ?? 0))
+        Set(stored.keys).union(recent.keys).union(newcomers.keys).sorted().map { day in
+            (day, MemberDay.count(presence(of: day)) + (newcomers[day]?.count ?? 0))
         }
     }
 
     /// Distinct members over the whole range.
     var uniqueVisitors: Int {
         var everyone: [UInt8] = []
-        for day in days.values { MemberDay.union(&everyone, day.presence) }
+        for day in stored.values { MemberDay.union(&everyone, day.presence) }
+        for day in recent.values { MemberDay.union(&everyone, day.presence) }
         let newcomerIDs = newcomers.values.reduce(into: Set<Int32>()) { $0.formUnion($1.keys) }
-        return everyone.reduce(0) { $0 + $1.nonzeroBitCount } + newcomerIDs.count
+        return MemberDay.count(everyone) + newcomerIDs.count
     }
 
     /// The `limit` members with the most visits, most first, ties by ascending user id, with their join times.
     /// Numbers are turned into user ids for the leaders only; a number whose member was forgotten
     /// (`consumer forget-member`) maps to a pseudonym, not a user id, and is left out.
     func topMembers(limit: Int, on connection: PostgresConnection) async throws -> [UserVisits] {
-        var visitsByOrdinal: [Int32] = []
-        for day in days.values {
-            day.forEachMember { ordinal, visits in
-                let index = Int(ordinal)
-                if index >= visitsByOrdinal.count {
-                    visitsByOrdinal.append(contentsOf: repeatElement(0, count: index + 1 - visitsByOrdinal.count))
-                }
-                visitsByOrdinal[index] += visits
-            }
+        let bits =
+            max(
+                stored.values.map(\.presence.count).max() ?? 0, recent.values.map(\.presence.count).max() ?? 0) * 8
+        var visitsByOrdinal = [Int32](repeating: 0, count: bits)
+        for day in stored.values {
+            MemberDay.addPresence(day.presence, to: &visitsByOrdinal)
+            try MemberDay.forEachRepeat(in: day.repeats, of: day.presence) { visitsByOrdinal[Int($0)] += $1 }
         }
+        for day in recent.values { day.addVisits(to: &visitsByOrdinal) }
         let newcomerVisits = newcomers.values.reduce(into: [Int32: Int]()) { total, day in
             for (user, visits) in day { total[user, default: 0] += Int(visits) }
         }

@@ -168,7 +168,7 @@ struct PostgresReportQueries: ReportQueries {
         for row in rows.rows {
             let day = try row.string(0)
             if row[1] != nil {
-                range.add(day: day, try MemberDay(presence: row.bytes(1), encodedRepeats: row.bytes(2)))
+                range.add(day: day, presence: try row.bytes(1), repeats: try row.bytes(2))
             } else {
                 range.add(
                     day: day, userID: Int32(try row.int(3)), ordinal: row[4].flatMap { Int32($0) },

@@ -338,6 +338,10 @@ struct ReportAPITests {
             cacheLifetime: .seconds(1), tokens: try APITokens.fromFile(tokens),
             limits: ReportLimits(clientConcurrency: 64), registry: PrometheusCollectorRegistry(),
             logger: TestServers.logger)
+        // schemathesis keeps a cache in the directory it runs in: a scratch one, not the clone.
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("schemathesis-\(UUID())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
         try await Application(router: router).test(.live) { client in
             let port = try #require(client.port)
             for authorization in [["-H", "Authorization: Bearer s3cret-token"], []] {
@@ -346,7 +350,7 @@ struct ReportAPITests {
                         "schemathesis", "run", "http://127.0.0.1:\(port)/openapi.json", "--checks", "all",
                         "--exclude-checks", "positive_data_acceptance", "--max-examples", "25", "--seed", "7",
                         "--no-color",
-                    ] + authorization)
+                    ] + authorization, in: scratch)
                 #expect(status == 0, "\(String(decoding: output, as: UTF8.self).suffix(4_000))")
             }
         }

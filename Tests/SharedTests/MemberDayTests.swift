@@ -44,5 +44,31 @@ struct MemberDayTests {
         #expect(throws: MemberDayError.self) {
             try MemberDay(presence: [1], encodedRepeats: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x01])
         }
+        // A distance of zero (number -1, then a number twice), and repeats of a member the bitmap does not hold:
+        // number 1 (bit 1 of byte 0 is clear), then number 9 (past it).
+        #expect(throws: MemberDayError.self) { try MemberDay(presence: [1], encodedRepeats: [0, 1]) }
+        #expect(throws: MemberDayError.self) { try MemberDay(presence: [3], encodedRepeats: [1, 1, 0, 1]) }
+        #expect(throws: MemberDayError.self) { try MemberDay(presence: [1], encodedRepeats: [2, 1]) }
+        #expect(throws: MemberDayError.self) { try MemberDay(presence: [1], encodedRepeats: [10, 1]) }
+        var visits: [Int32] = [0, 0, 0, 0, 0, 0, 0, 0]
+        #expect(throws: MemberDayError.self) {
+            try MemberDay.forEachRepeat(in: [1, 2, 9, 1], of: [1]) { visits[Int($0)] += $1 }
+        }
+        #expect(visits == [2, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func aDaysVisitsAddUpOneBitAtATime() throws {
+        var day = MemberDay()
+        day.add(ordinal: 0, visits: 3)
+        day.add(ordinal: 9, visits: 1)
+        day.add(ordinal: 15, visits: 2)
+        var visits = [Int32](repeating: 0, count: 16)
+        day.addVisits(to: &visits)
+        #expect(visits == [3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2])
+        #expect(MemberDay.count(day.presence) == 3)
+        var stored = [Int32](repeating: 0, count: 16)
+        MemberDay.addPresence(day.presence, to: &stored)
+        try MemberDay.forEachRepeat(in: day.encodedRepeats, of: day.presence) { stored[Int($0)] += $1 }
+        #expect(stored == visits)
     }
 }

@@ -11,11 +11,12 @@ public func offThePool<Value: Sendable>(_ body: @escaping @Sendable () throws ->
 
 /// Runs `arguments` (a program found on PATH, then its arguments) off the pool, and returns its exit status and
 /// standard output.
-public func runToEnd(_ arguments: [String]) async throws -> (status: Int32, output: Data) {
+public func runToEnd(_ arguments: [String], in directory: URL? = nil) async throws -> (status: Int32, output: Data) {
     try await offThePool {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
         let output = Pipe()
         process.standardOutput = output
         try process.run()

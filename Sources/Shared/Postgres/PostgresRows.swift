@@ -134,29 +134,37 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
 }
 
 extension [UInt8] {
-    /// The bytes of a `bytea` as PostgreSQL prints it in text (`\x` then hex digits); nil for anything else.
+    /// The bytes of a `bytea` as PostgreSQL prints it in text (`\x` then hex digits); nil for anything else. Read
+    /// through a pointer: a report decodes megabytes of bitmaps.
     init?(postgresHex text: String) {
-        let digits = text.utf8
-        guard digits.count >= 2, digits.count % 2 == 0, digits.starts(with: [UInt8(ascii: "\\"), UInt8(ascii: "x")])
-        else { return nil }
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(digits.count / 2 - 1)
-        var high: UInt8?
-        for digit in digits.dropFirst(2) {
-            let value: UInt8
-            switch digit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = digit &- UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = digit &- UInt8(ascii: "a") &+ 10
-            default: return nil
+        var text = text
+        let decoded = text.withUTF8 { digits -> [UInt8]? in
+            guard digits.count >= 2, digits.count % 2 == 0, digits[0] == UInt8(ascii: "\\"),
+                digits[1] == UInt8(ascii: "x")
+            else { return nil }
+            func nibble(_ digit: UInt8) -> UInt8? {
+                switch digit {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit &- UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit &- UInt8(ascii: "a") &+ 10
+                default: nil
+                }
             }
-            if let first = high {
-                bytes.append(first << 4 | value)
-                high = nil
-            } else {
-                high = value
+            let count = digits.count / 2 - 1
+            var failed = false
+            let bytes = [UInt8](unsafeUninitializedCapacity: count) { bytes, initialized in
+                for index in 0..<count {
+                    guard let high = nibble(digits[2 + 2 * index]), let low = nibble(digits[3 + 2 * index]) else {
+                        failed = true
+                        break
+                    }
+                    bytes[index] = high << 4 | low
+                    initialized = index + 1
+                }
             }
+            return failed ? nil : bytes
         }
-        self = bytes
+        guard let decoded else { return nil }
+        self = decoded
     }
 }
 

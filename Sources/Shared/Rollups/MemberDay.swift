@@ -18,8 +18,10 @@ public struct MemberDay: Sendable, Equatable {
 
     /// A day as stored: its bitmap and its repeats in `encodedRepeats`' form.
     public init(presence: [UInt8], encodedRepeats: [UInt8]) throws(MemberDayError) {
+        var repeats: [Int32: Int32] = [:]
+        try Self.forEachRepeat(in: encodedRepeats, of: presence) { repeats[$0] = $1 }
         self.presence = presence
-        self.repeats = try Self.decodeRepeats(encodedRepeats)
+        self.repeats = repeats
     }
 
     /// Records `visits` (at least one) of member `ordinal`.
@@ -45,7 +47,7 @@ public struct MemberDay: Sendable, Equatable {
     }
 
     /// The number of members who came.
-    public var memberCount: Int { presence.reduce(0) { $0 + $1.nonzeroBitCount } }
+    public var memberCount: Int { Self.count(presence) }
 
     /// Calls `body` with each member's ordinal and visits, in ordinal order.
     public func forEachMember(_ body: (Int32, Int32) -> Void) {
@@ -57,6 +59,13 @@ public struct MemberDay: Sendable, Equatable {
                 bits &= bits - 1
             }
         }
+    }
+
+    /// Adds each member's visits to `visits`, indexed by number, which must hold every number present: a year of days
+    /// is counted in a few milliseconds, a bit at a time.
+    public func addVisits(to visits: inout [Int32]) {
+        Self.addPresence(presence, to: &visits)
+        for (ordinal, extra) in repeats { visits[Int(ordinal)] += extra }
     }
 
     /// Sets every bit of `other` in `bitmap` (a union of days' members, which `memberCount` of the result counts).
@@ -87,8 +96,12 @@ public struct MemberDay: Sendable, Equatable {
         bytes.append(UInt8(value))
     }
 
-    private static func decodeRepeats(_ bytes: [UInt8]) throws(MemberDayError) -> [Int32: Int32] {
-        var repeats: [Int32: Int32] = [:]
+    /// Calls `body` with each member's number and visits beyond the first, in repeats as stored (`encodedRepeats`) for
+    /// the day whose bitmap is `presence`, without building a dictionary of them: a report reads hundreds of days'
+    /// repeats. Throws at a repeat of a member the bitmap does not hold, so `body` only sees numbers within it.
+    public static func forEachRepeat(
+        in bytes: [UInt8], of presence: [UInt8], _ body: (Int32, Int32) -> Void
+    ) throws(MemberDayError) {
         var position = 0
         func varint() throws(MemberDayError) -> UInt32 {
             var value: UInt32 = 0
@@ -104,12 +117,35 @@ public struct MemberDay: Sendable, Equatable {
         }
         var ordinal: Int64 = -1
         while position < bytes.count {
-            ordinal += Int64(try varint())
+            let distance = try varint()
+            ordinal += Int64(distance)
             let extra = try varint()
-            guard ordinal <= Int64(Int32.max), extra <= UInt32(Int32.max) else { throw MemberDayError() }
-            repeats[Int32(ordinal)] = Int32(extra)
+            guard distance > 0, ordinal <= Int64(Int32.max), extra <= UInt32(Int32.max) else { throw MemberDayError() }
+            let index = Int(ordinal) >> 3
+            guard index < presence.count, presence[index] & (UInt8(1) << UInt8(ordinal & 7)) != 0 else {
+                throw MemberDayError()
+            }
+            body(Int32(ordinal), Int32(extra))
         }
-        return repeats
+    }
+
+    /// The number of bits set in `bitmap`.
+    public static func count(_ bitmap: [UInt8]) -> Int {
+        bitmap.reduce(0) { $0 + $1.nonzeroBitCount }
+    }
+
+    /// Adds one visit of each member whose bit `bitmap` sets to `visits`, indexed by number, which must hold every
+    /// number present.
+    public static func addPresence(_ bitmap: [UInt8], to visits: inout [Int32]) {
+        visits.withUnsafeMutableBufferPointer { visits in
+            for (index, byte) in bitmap.enumerated() where byte != 0 {
+                var bits = byte
+                while bits != 0 {
+                    visits[index << 3 + bits.trailingZeroBitCount] += 1
+                    bits &= bits - 1
+                }
+            }
+        }
     }
 }
 
