@@ -10,7 +10,6 @@ let package = Package(
         .executable(name: "producer", targets: ["Producer"]),
         .library(name: "ProducerCore", targets: ["ProducerCore"]),
         .executable(name: "bench-tool", targets: ["BenchTool"]),
-        .library(name: "Shared", targets: ["Shared"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,29 +23,65 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
+        // Sources/Shared: what the three programs share, as targets that each know only what they must. The two
+        // client layers know AMQP and PostgreSQL and nothing of the pipeline; the pipeline's model (events, their
+        // topology, settings, rollups' shapes) is built on them.
         .systemLibrary(
             name: "CRabbitMQ",
+            path: "Sources/Shared/CRabbitMQ",
             pkgConfig: "librabbitmq",
             providers: [.apt(["librabbitmq-dev"])]
         ),
         .systemLibrary(
             name: "CLibPQ",
+            path: "Sources/Shared/CLibPQ",
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        // Threads, retries, settings, instants and log keys: what both client layers and the programs use.
         .target(
-            name: "Shared",
+            name: "Basics",
+            path: "Sources/Shared/Basics"
+        ),
+        // RabbitMQ through librabbitmq.
+        .target(
+            name: "AMQPClient",
             dependencies: [
+                "Basics",
                 "CRabbitMQ",
-                "CLibPQ",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            path: "Sources/Shared/AMQP"
+        ),
+        // PostgreSQL through libpq.
+        .target(
+            name: "PostgresClient",
+            dependencies: [
+                "Basics",
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Shared/Postgres"
+        ),
+        // The pipeline's events, topology, settings and rollups' shapes, and how its programs start and stop.
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "AMQPClient",
+                "Basics",
+                "PostgresClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Shared/Pipeline"
         ),
         .target(
             name: "ConsumerCore",
             dependencies: [
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -58,7 +93,10 @@ let package = Package(
             name: "Consumer",
             dependencies: [
                 "ConsumerCore",
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -68,7 +106,10 @@ let package = Package(
         .target(
             name: "ReportAPICore",
             dependencies: [
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -83,7 +124,10 @@ let package = Package(
             name: "ReportAPI",
             dependencies: [
                 "ReportAPICore",
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -95,7 +139,10 @@ let package = Package(
         .target(
             name: "ProducerCore",
             dependencies: [
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -103,7 +150,10 @@ let package = Package(
             name: "Producer",
             dependencies: [
                 "ProducerCore",
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -118,7 +168,10 @@ let package = Package(
             dependencies: [
                 "ConsumerCore",
                 "ProducerCore",
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -127,17 +180,23 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedTests",
-            dependencies: ["Shared", "TestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "AMQPClient", "Basics", "Pipeline", "PostgresClient", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "ConsumerTests",
-            dependencies: ["ConsumerCore", "Shared"]
+            dependencies: ["Basics", "ConsumerCore", "Pipeline", "PostgresClient"]
         ),
         .testTarget(
             name: "ReportAPICoreTests",
             dependencies: [
                 "ReportAPICore",
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -150,7 +209,10 @@ let package = Package(
                 "ConsumerCore",
                 "ProducerCore",
                 "ReportAPICore",
-                "Shared",
+                "AMQPClient",
+                "Basics",
+                "Pipeline",
+                "PostgresClient",
                 "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

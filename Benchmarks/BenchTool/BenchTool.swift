@@ -1,13 +1,16 @@
+import AMQPClient
 import ArgumentParser
+import Basics
 import ConsumerCore
 import Foundation
+import FoundationNetworking
 import Logging
+import Pipeline
+import PostgresClient
 import ProducerCore
-import Shared
 import TestSupport
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
 #endif
 
 /// Helpers of the benchmark scripts: the same seeded workload, published to a queue or folded straight into the

@@ -1,9 +1,11 @@
 import ArgumentParser
+import Basics
 import ConsumerCore
 import Logging
 import Metrics
+import Pipeline
+import PostgresClient
 import Prometheus
-import Shared
 
 /// The `consumer` program: `run` (the default) folds events until SIGTERM, `migrate` brings the schema up to date.
 /// The work is `ConsumerCore`'s; this reads the settings and turns a failure into one line and an exit status.

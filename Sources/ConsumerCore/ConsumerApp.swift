@@ -1,8 +1,9 @@
+import Basics
 import Hummingbird
 import Logging
+import Pipeline
 import Prometheus
 import ServiceLifecycle
-import Shared
 
 /// Builds the consumer's services: the consumer itself and the HTTP server of its probes and metrics.
 public enum ConsumerApp {

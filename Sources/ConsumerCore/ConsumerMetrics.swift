@@ -1,5 +1,6 @@
+import AMQPClient
 import Metrics
-import Shared
+import Pipeline
 
 /// The consumer's metrics, created once; exported in Prometheus format on `METRICS_PORT`.
 public struct ConsumerMetrics: Sendable {

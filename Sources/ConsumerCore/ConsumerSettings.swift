@@ -1,5 +1,8 @@
+import AMQPClient
+import Basics
 import Logging
-import Shared
+import Pipeline
+import PostgresClient
 
 /// The settings of `consumer run`.
 public struct ConsumerSettings: Sendable {

@@ -1,6 +1,7 @@
+import Basics
 import Logging
 import Metrics
-import Shared
+import PostgresClient
 import Synchronization
 
 /// Why folds wait for the database: it cannot take the batch now, for a reason that is not the events'. A fault

@@ -1,7 +1,9 @@
+import Basics
 import Foundation
 import Logging
 import Metrics
-import Shared
+import Pipeline
+import PostgresClient
 import Synchronization
 
 /// The consumer's database side: one connection, reopened when it breaks, and the fold retried until it

@@ -1,5 +1,5 @@
+import AMQPClient
 import Logging
-import Shared
 
 /// Publishes dead letters with confirms on an AMQP connection of its own, opened when first needed and again
 /// after it is lost; the consumer reads the queue's depth on it too. A broker that blocks publishers (a memory or disk alarm) blocks this connection only, never

@@ -1,7 +1,8 @@
+import Basics
 import Logging
 import Metrics
+import PostgresClient
 import ServiceLifecycle
-import Shared
 
 /// The consumer's service that runs `MemberCompactor` every second on a database connection of its own, or less often
 /// while compactions take long (a backlog drains), so that they take a quarter of the time at most. Whatever the database

@@ -1,4 +1,5 @@
-import Shared
+import Pipeline
+import PostgresClient
 
 /// Folds the members' rows that folds append to `member_visits` into `member_days` (each folded zone's local days as
 /// bitmaps, the cheap source of unique visitors and top members), outside the folds' transactions.

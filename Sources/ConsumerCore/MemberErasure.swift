@@ -1,4 +1,4 @@
-import Shared
+import PostgresClient
 
 /// `consumer forget-member`: the answer to a member's erasure request. Removes, in one transaction, what identifies
 /// the member in the rollups: their line of `user_visits` (`user_activity`: when they joined, how often they came) is

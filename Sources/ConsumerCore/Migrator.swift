@@ -1,5 +1,7 @@
+import Basics
 import Logging
-import Shared
+import Pipeline
+import PostgresClient
 
 /// What `consumer migrate` does: bring the schema to the latest version and the folded zones in line with
 /// `REPORT_TIMEZONES`.

@@ -1,7 +1,8 @@
+import Basics
 import Logging
 import Metrics
+import PostgresClient
 import ServiceLifecycle
-import Shared
 
 /// Lets old data go, as the settings say, a few thousand rows per short transaction so that folds never wait long:
 /// event ids whose event occurred more than `DEDUP_HORIZON_DAYS` ago (and a day more, as the consumer refuses events

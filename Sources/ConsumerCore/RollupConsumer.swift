@@ -1,6 +1,9 @@
+import AMQPClient
+import Basics
 import Logging
+import Pipeline
+import PostgresClient
 import ServiceLifecycle
-import Shared
 import Synchronization
 
 /// The consumer (docs/architecture.md, "How an event becomes a visit"): takes events from the rollups queue in batches, counts each event once,

@@ -1,4 +1,5 @@
-import Shared
+import Basics
+import Pipeline
 
 /// What a set of newly counted events adds to the rollups, summed in memory so that one transaction writes each
 /// rollup row once per batch, in key order.

@@ -1,5 +1,7 @@
+import Basics
 import Foundation
-import Shared
+import Pipeline
+import PostgresClient
 
 /// How a batch was counted.
 public struct FoldResult: Sendable, Equatable {

@@ -1,4 +1,4 @@
-import Shared
+import Pipeline
 
 /// One step of the database schema, applied once, in order of `version`.
 struct Migration: Sendable {

@@ -1,4 +1,5 @@
-import Shared
+import AMQPClient
+import Pipeline
 
 // The pipeline's topology belongs to the consumer, which declares it at every (re)connection; the AMQP layer knows
 // only exchanges, queues and bindings.

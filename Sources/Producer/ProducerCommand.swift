@@ -1,8 +1,11 @@
+import AMQPClient
 import ArgumentParser
+import Basics
 import Foundation
 import Logging
+import Pipeline
+import PostgresClient
 import ProducerCore
-import Shared
 
 /// The `producer` program: one subcommand for each way events reach the broker (one event, a file, the legacy
 /// database, a synthetic load) and one for the dead-letter queue. The work is `ProducerCore`'s.

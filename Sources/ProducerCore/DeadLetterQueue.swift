@@ -1,5 +1,7 @@
+import AMQPClient
+import Basics
 import Logging
-import Shared
+import Pipeline
 
 /// The operator's tools for `coworking.dead`: a summary by reason, and publishing chosen dead letters again (after a
 /// fix) or removing them. A dead letter is only ever removed after what was asked of it is done: requeued ones once

@@ -1,5 +1,7 @@
+import AMQPClient
+import Basics
 import Logging
-import Shared
+import Pipeline
 
 /// Publishes events to the events exchange with publisher confirms, for the producer's commands and for any
 /// Swift service that embeds it.

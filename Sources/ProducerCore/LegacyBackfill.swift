@@ -1,6 +1,8 @@
+import Basics
 import Foundation
 import Logging
-import Shared
+import Pipeline
+import PostgresClient
 
 /// The history of the legacy Flask database as events (docs/deploy.md, "Moving off the Flask service"): each user a `user_joined` at `joined_at`,
 /// each used token a `checkin` at `created_at` (or `used_at`), with ids derived from the legacy ids, so that a

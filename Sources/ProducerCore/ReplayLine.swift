@@ -1,4 +1,5 @@
-import Shared
+import Basics
+import Pipeline
 
 /// One line of a JSON Lines file to replay: the message to publish, or why it is refused.
 public enum ReplayLine: Sendable {

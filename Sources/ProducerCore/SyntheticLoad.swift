@@ -1,4 +1,5 @@
-import Shared
+import Basics
+import Pipeline
 
 /// Synthetic check-ins published at a steady rate (`producer load`), for benchmarks and demos: `rate × duration` of
 /// them, the n-th due n / rate seconds after the start. A load that falls behind (a slow broker, a busy machine)

@@ -1,11 +1,12 @@
 import ArgumentParser
+import Basics
 import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import Pipeline
 import Prometheus
 import ReportAPICore
-import Shared
 
 /// The `report-api` program: reads its settings, then serves `ReportAPIApp` until SIGTERM; a failure to start is one
 /// line and exit status 1.

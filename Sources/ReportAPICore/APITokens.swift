@@ -1,7 +1,7 @@
+import Basics
 import Crypto
 import Foundation
 import Hummingbird
-import Shared
 
 /// The bearer tokens that may read the reports, kept as their SHA-256 digests (`API_TOKENS_FILE`), so that the file
 /// and the process's memory hold nothing a caller could send.

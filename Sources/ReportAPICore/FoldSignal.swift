@@ -1,7 +1,8 @@
+import Basics
 import Logging
+import PostgresClient
 import Prometheus
 import ServiceLifecycle
-import Shared
 import Synchronization
 
 /// Tells the report API's caches when the rollups change. A database connection of its own listens on

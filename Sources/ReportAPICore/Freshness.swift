@@ -1,5 +1,6 @@
+import Basics
 import Hummingbird
-import Shared
+import PostgresClient
 
 /// How current a report is: the rollups' version (the count of folds that changed them) and the commit time of the
 /// newest fold. Every report answer carries them as `ETag` and `Last-Modified`, with `Cache-Control: no-cache`, so

@@ -1,6 +1,7 @@
+import Basics
 import Hummingbird
 import Logging
-import Shared
+import PostgresClient
 import Synchronization
 
 /// Turns every error into a JSON answer that shows no internals: 400 for a bad query, 404 for an unknown path,

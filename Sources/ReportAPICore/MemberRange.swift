@@ -1,4 +1,6 @@
-import Shared
+import Basics
+import Pipeline
+import PostgresClient
 
 /// The members of a range of days, as `PostgresReportQueries` reads them: each day's compacted members as stored (a
 /// bitmap and its repeats, decoded only where needed), and the members' rows the compactor has not taken yet, added to

@@ -1,5 +1,7 @@
+import Basics
 import Foundation
-import Shared
+import Pipeline
+import PostgresClient
 import Synchronization
 
 /// The rollups in memory, computed from the events folded into it: for route tests and demos that need no server.

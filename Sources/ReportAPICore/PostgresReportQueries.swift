@@ -1,4 +1,6 @@
-import Shared
+import Basics
+import Pipeline
+import PostgresClient
 
 /// The reports' queries, on one connection lent by `PostgresReportRepository.read(_:)`. Every report reads
 /// pre-aggregated rows:

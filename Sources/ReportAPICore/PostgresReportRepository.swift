@@ -1,5 +1,6 @@
+import Basics
 import Logging
-import Shared
+import PostgresClient
 import Synchronization
 
 /// The rollups in PostgreSQL: a pool of SELECT-only connections, the readiness probe on a connection of its own, and

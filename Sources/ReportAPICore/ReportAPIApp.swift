@@ -1,10 +1,12 @@
+import Basics
 import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import Pipeline
+import PostgresClient
 import Prometheus
 import ServiceLifecycle
-import Shared
 
 /// Builds the report API: the legacy paths, the new reports, probes, metrics and the OpenAPI document.
 public enum ReportAPIApp {

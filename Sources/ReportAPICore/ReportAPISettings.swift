@@ -1,5 +1,7 @@
+import Basics
 import Logging
-import Shared
+import Pipeline
+import PostgresClient
 
 /// The settings of `report-api`.
 public struct ReportAPISettings: Sendable {

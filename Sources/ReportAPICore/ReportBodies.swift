@@ -1,4 +1,4 @@
-import Shared
+import Pipeline
 
 /// A report's rows, rendered as JSON (the legacy shapes) or CSV (for spreadsheets) from the same values.
 protocol ReportBody: Sendable {

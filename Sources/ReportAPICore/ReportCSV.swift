@@ -1,4 +1,4 @@
-import Shared
+import Basics
 
 /// The reports as CSV (RFC 4180: a header row, CRLF line ends), for spreadsheets: the same numbers as the JSON, days as
 /// `YYYY-MM-DD`, hours as `00` to `23`, times in RFC 3339. No value needs quoting: days, hours, numbers, space ids

@@ -1,7 +1,8 @@
+import Basics
 import Hummingbird
 import Logging
 import NIOCore
-import Shared
+import Pipeline
 
 /// The limits that keep one caller, or one kind of report, from starving the others.
 public struct ReportLimits: Sendable {

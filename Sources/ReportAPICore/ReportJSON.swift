@@ -1,4 +1,4 @@
-import Shared
+import Basics
 
 /// The JSON of the reports, written by hand: the shapes are fixed by the legacy service, keys keep their order
 /// (days and user ids ascending, as Flask's `jsonify` sorted them), and pages are written as they are read.

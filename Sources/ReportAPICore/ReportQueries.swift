@@ -1,4 +1,5 @@
-import Shared
+import Basics
+import Pipeline
 
 /// A bad query: answered 400 with `{"error": message}`, the message naming the parameter.
 public struct QueryError: Error, Equatable, Sendable {

@@ -1,4 +1,4 @@
-import Shared
+import PostgresClient
 
 /// Where the report routes read the rollups from: PostgreSQL (`PostgresReportRepository`), or memory
 /// (`MemoryReportRepository`, for route tests and demos that need no server).

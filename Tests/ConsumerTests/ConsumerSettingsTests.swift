@@ -1,5 +1,6 @@
+import Basics
 import ConsumerCore
-import Shared
+import Pipeline
 import Testing
 
 @Suite("Consumer settings")

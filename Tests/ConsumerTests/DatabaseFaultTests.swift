@@ -1,5 +1,5 @@
 import ConsumerCore
-import Shared
+import PostgresClient
 import Testing
 
 /// What the consumer tells its operator when the database cannot take a batch: the kind (the metric's label) and one

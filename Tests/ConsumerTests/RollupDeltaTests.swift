@@ -1,6 +1,7 @@
+import Basics
 import ConsumerCore
 import Foundation
-import Shared
+import Pipeline
 import Testing
 
 @Suite("Rollup deltas of a batch")

@@ -1,6 +1,8 @@
+import AMQPClient
+import Basics
 import ConsumerCore
 import Foundation
-import Shared
+import Pipeline
 import Testing
 
 @Suite("AMQP layer against RabbitMQ")

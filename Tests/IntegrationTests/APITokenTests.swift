@@ -1,9 +1,10 @@
+import Basics
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import PostgresClient
 import Prometheus
 import ReportAPICore
-import Shared
 import Testing
 
 /// `API_TOKENS_FILE` and `API_METRICS_PORT`: the reports need a bearer token, the probes do not, and metrics can

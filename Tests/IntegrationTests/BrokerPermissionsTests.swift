@@ -1,6 +1,7 @@
+import AMQPClient
 import Foundation
+import Pipeline
 import ProducerCore
-import Shared
 import TestSupport
 import Testing
 
@@ -9,7 +10,8 @@ import Testing
 @Suite(.serialized)
 struct BrokerPermissionsTests {
     static func amqp(_ role: String) throws -> AMQPConfiguration {
-        var configuration = try AMQPConfiguration(url: TestServers.variable("AMQP_\(role)_URL"))
+        var configuration = try AMQPConfiguration(
+            url: TestServers.variable("AMQP_\(role)_URL"), variable: "AMQP_\(role)_URL")
         configuration.timeoutSeconds = 5
         return configuration
     }

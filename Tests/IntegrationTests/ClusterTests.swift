@@ -1,12 +1,13 @@
+import Basics
 import ConsumerCore
 import Foundation
+import FoundationNetworking
+import Pipeline
 import ProducerCore
-import Shared
 import Synchronization
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
 #endif
 
 /// The loss of RabbitMQ nodes under the pipeline, on the three-node cluster that `scripts/services cluster-up` starts.

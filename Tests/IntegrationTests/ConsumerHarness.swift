@@ -1,8 +1,11 @@
+import AMQPClient
+import Basics
 import ConsumerCore
 import Foundation
 import Logging
+import Pipeline
+import PostgresClient
 import ServiceLifecycle
-import Shared
 import TestSupport
 import Testing
 

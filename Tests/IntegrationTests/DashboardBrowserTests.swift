@@ -2,9 +2,10 @@ import ConsumerCore
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Pipeline
+import PostgresClient
 import Prometheus
 import ReportAPICore
-import Shared
 import TestSupport
 import Testing
 

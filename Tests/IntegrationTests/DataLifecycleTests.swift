@@ -1,9 +1,11 @@
+import Basics
 import ConsumerCore
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Pipeline
+import PostgresClient
 import ReportAPICore
-import Shared
 import Testing
 
 /// The data's lifecycle: event ids let go past `DEDUP_HORIZON_DAYS` (and events that old refused), the members' rows

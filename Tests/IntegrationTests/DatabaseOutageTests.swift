@@ -1,6 +1,7 @@
 import ConsumerCore
 import Foundation
-import Shared
+import Pipeline
+import PostgresClient
 import Synchronization
 import Testing
 

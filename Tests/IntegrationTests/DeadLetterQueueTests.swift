@@ -1,6 +1,8 @@
+import AMQPClient
+import Basics
 import Foundation
+import Pipeline
 import ProducerCore
-import Shared
 import Testing
 
 /// `producer dead-letters` against the real broker: a summary that removes nothing, requeueing after a fix, purging.

@@ -1,7 +1,7 @@
 import ConsumerCore
 import Foundation
+import Pipeline
 import ProducerCore
-import Shared
 import Testing
 
 /// Crashes and restarts in the middle of a stream. These restart the shared servers, so `scripts/test` runs this

@@ -1,11 +1,13 @@
+import Basics
 import ConsumerCore
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Pipeline
+import PostgresClient
 import Prometheus
 import ReportAPICore
-import Shared
 import Testing
 
 /// Answers as fresh as the rollups, cached or not: the report API hears every fold's commit, and every answer says

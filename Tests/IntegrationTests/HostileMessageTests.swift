@@ -1,7 +1,9 @@
+import AMQPClient
+import Basics
 import CRabbitMQ
 import ConsumerCore
 import Foundation
-import Shared
+import Pipeline
 import Testing
 
 /// Messages built to hurt the consumer: nested headers, headers that fill the frame, a database that refuses every
@@ -14,13 +16,13 @@ struct HostileMessageTests {
     /// Publishes `body` to `exchange` with a header `deep` that nests `depth` tables, built and encoded by
     /// librabbitmq alone: the Swift layer refuses to build what it would have to recurse into.
     static func publishNested(depth: Int, body: [UInt8], exchange: String) throws {
-        let url = try AMQPConfiguration(url: TestServers.variable("AMQP_URL"))
+        let url = try AMQPConfiguration(url: TestServers.variable("AMQP_URL"), variable: "AMQP_URL")
         let state = try #require(amqp_new_connection())
         defer { amqp_destroy_connection(state) }
         let socket = amqp_tcp_socket_new(state)
         let node = try #require(url.nodes.first)
         try #require(amqp_socket_open(socket, node.host, Int32(node.port)) == 0)
-        let login = coworking_amqp_login_plain(state, url.virtualHost, 0, 131_072, 0, url.user, url.password)
+        let login = crabbitmq_login_plain(state, url.virtualHost, 0, 131_072, 0, url.user, url.password)
         try #require(login.reply_type == AMQP_RESPONSE_NORMAL)
         amqp_channel_open(state, 1)
         amqp_confirm_select(state, 1)
@@ -52,7 +54,7 @@ struct HostileMessageTests {
         try #require(status == 0)
         var frame = amqp_frame_t()
         try #require(amqp_simple_wait_frame(state, &frame) == 0)
-        try #require(frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == coworking_basic_ack_method)
+        try #require(frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == crabbitmq_basic_ack_method)
     }
 
     /// Takes every message of the rollups queue without acknowledging it, then closes the connection: the broker

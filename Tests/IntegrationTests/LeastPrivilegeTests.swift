@@ -1,6 +1,6 @@
 import ConsumerCore
 import Foundation
-import Shared
+import PostgresClient
 import Testing
 
 /// The roles the shipped deployments create: the k8s migration Job's first container runs `roles.sql` as the

@@ -1,5 +1,7 @@
+import Basics
 import Foundation
-import Shared
+import Pipeline
+import PostgresClient
 import Testing
 
 @testable import ConsumerCore

@@ -1,6 +1,7 @@
+import Basics
 import Foundation
 import Logging
-import Shared
+import PostgresClient
 import Synchronization
 import Testing
 

@@ -1,6 +1,7 @@
+import Basics
 import Foundation
+import Pipeline
 import ProducerCore
-import Shared
 import TestSupport
 import Testing
 

@@ -1,7 +1,9 @@
+import AMQPClient
 import Foundation
 import Logging
+import Pipeline
+import PostgresClient
 import ProducerCore
-import Shared
 import TestSupport
 import Testing
 
@@ -129,7 +131,7 @@ struct ProducerTests {
         let base = try TestServers.variable("DATABASE_URL")
         let url = String(base[..<(base.lastIndex(of: "/") ?? base.endIndex)]) + "/" + name
         let legacy = try await PostgresConnection.connect(
-            PostgresConfiguration(url: url), logger: TestServers.logger)
+            PostgresConfiguration(url: url, variable: "DATABASE_URL"), logger: TestServers.logger)
         let seed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
             "../../data/coworking-seed")
         for file in ["1_create_tables.sql", "2_seed_users.sql", "3_seed_tokens.sql"] {
@@ -143,8 +145,9 @@ struct ProducerTests {
     @Test func aBackfillKeepsTheLegacyPasswordOutOfItsArguments() async throws {
         let harness = try await ConsumerHarness.make(zones: ["UTC"])
         let (url, name) = try await Self.legacyDatabaseURL()
-        let password = try #require(try PostgresConfiguration(url: url).password)
-        let locker = try await PostgresConnection.connect(PostgresConfiguration(url: url), logger: TestServers.logger)
+        let password = try #require(try PostgresConfiguration(url: url, variable: "DATABASE_URL").password)
+        let locker = try await PostgresConnection.connect(
+            PostgresConfiguration(url: url, variable: "DATABASE_URL"), logger: TestServers.logger)
         try await locker.execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
         let process = Process()
         process.executableURL = FaultTests.consumerBinary.deletingLastPathComponent().appendingPathComponent("producer")

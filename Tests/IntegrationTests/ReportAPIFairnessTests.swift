@@ -1,10 +1,12 @@
+import Basics
 import ConsumerCore
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Pipeline
+import PostgresClient
 import Prometheus
 import ReportAPICore
-import Shared
 import Synchronization
 import Testing
 

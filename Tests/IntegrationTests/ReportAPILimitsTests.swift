@@ -3,9 +3,9 @@ import Foundation
 import Glibc
 import Hummingbird
 import HummingbirdTesting
+import PostgresClient
 import Prometheus
 import ReportAPICore
-import Shared
 import TestSupport
 import Testing
 

@@ -1,10 +1,12 @@
+import Basics
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Pipeline
+import PostgresClient
 import Prometheus
 import ReportAPICore
-import Shared
 import TestSupport
 import Testing
 

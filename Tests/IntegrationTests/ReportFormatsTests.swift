@@ -1,9 +1,10 @@
+import Basics
 import ConsumerCore
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Pipeline
 import ReportAPICore
-import Shared
 import Testing
 
 /// The dashboard's reports (`weekday_hours`, `top_members`, `filters`), zero-filled days, and CSV, against the

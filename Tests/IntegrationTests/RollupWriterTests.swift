@@ -1,6 +1,8 @@
+import Basics
 import ConsumerCore
 import Foundation
-import Shared
+import Pipeline
+import PostgresClient
 import Testing
 
 @Suite("The fold statements against PostgreSQL")

@@ -1,9 +1,11 @@
+import Basics
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Pipeline
+import PostgresClient
 import Prometheus
 import ReportAPICore
-import Shared
 import Testing
 
 /// Reports from the PostgreSQL standby that `scripts/services cluster-up` starts; the standby is paused and stopped,

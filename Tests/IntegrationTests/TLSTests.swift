@@ -1,5 +1,5 @@
+import AMQPClient
 import Foundation
-import Shared
 import Testing
 
 /// `amqps://` through the TLS listener of the local broker, whose certificate authority `scripts/services` made
@@ -58,7 +58,7 @@ struct TLSTests {
     @Test func aWrongAuthorityStopsEachProgramWithOneLineNamingIt() async throws {
         let harness = try await ConsumerHarness.make(zones: ["UTC"])
         let wrong = try Self.unrelatedAuthority()
-        let expected = "the broker's certificate was not verified with AMQP_CACERT (\(wrong)) for host localhost"
+        let expected = "the broker's certificate was not verified with the authorities of \(wrong) for host localhost"
 
         let published = try ProgramStartTests.run(
             "producer", ["publish", "--user-id", "1"],

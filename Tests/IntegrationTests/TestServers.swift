@@ -1,6 +1,8 @@
+import AMQPClient
 import Foundation
 import Logging
-import Shared
+import Pipeline
+import PostgresClient
 import Synchronization
 import Testing
 
@@ -14,21 +16,21 @@ enum TestServers {
     }
 
     static func amqp() throws -> AMQPConfiguration {
-        var configuration = try AMQPConfiguration(url: variable("AMQP_URL"))
+        var configuration = try AMQPConfiguration(url: variable("AMQP_URL"), variable: "AMQP_URL")
         configuration.timeoutSeconds = 5
         return configuration
     }
 
     /// The owner role's database settings, in a schema of the test's own.
     static func database(schema: String = "public") throws -> PostgresConfiguration {
-        var configuration = try PostgresConfiguration(url: variable("DATABASE_URL"))
+        var configuration = try PostgresConfiguration(url: variable("DATABASE_URL"), variable: "DATABASE_URL")
         configuration.schema = schema
         return configuration
     }
 
     /// The SELECT-only role's database settings.
     static func readerDatabase(schema: String) throws -> PostgresConfiguration {
-        var configuration = try PostgresConfiguration(url: variable("READER_DATABASE_URL"))
+        var configuration = try PostgresConfiguration(url: variable("READER_DATABASE_URL"), variable: "DATABASE_URL")
         configuration.schema = schema
         return configuration
     }

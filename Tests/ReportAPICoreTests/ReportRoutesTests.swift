@@ -1,10 +1,11 @@
+import Basics
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Pipeline
 import Prometheus
 import ReportAPICore
-import Shared
 import Testing
 
 /// The report routes over the in-memory repository: no server. What they parse, answer and refuse; the reports'

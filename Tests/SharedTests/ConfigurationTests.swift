@@ -1,5 +1,8 @@
+import AMQPClient
+import Basics
 import Logging
-import Shared
+import Pipeline
+import PostgresClient
 import Testing
 
 @Suite("Configuration")
@@ -151,15 +154,16 @@ struct ConfigurationTests {
 
     @Test func amqpURLDefaultsAndDecodesTheVirtualHost() throws {
         #expect(try AMQPConfiguration.fromEnvironment(EnvironmentVariables([:])) == AMQPConfiguration())
-        let configuration = try AMQPConfiguration(url: "amqp://svc:p%40ss@mq.internal:5673/%2Fprod?heartbeat=10")
+        let configuration = try AMQPConfiguration(
+            url: "amqp://svc:p%40ss@mq.internal:5673/%2Fprod?heartbeat=10", variable: "AMQP_URL")
         #expect(configuration.nodes == [.init(host: "mq.internal", port: 5673)])
         #expect(configuration.user == "svc")
         #expect(configuration.password == "p@ss")
         #expect(configuration.virtualHost == "/prod")
         #expect(configuration.heartbeatSeconds == 10)
-        #expect(try AMQPConfiguration(url: "amqp://h").virtualHost == "/")
-        #expect(try AMQPConfiguration(url: "amqp://h/%2F").virtualHost == "/")
-        #expect(try AMQPConfiguration(url: "amqp://h/analytics").virtualHost == "analytics")
+        #expect(try AMQPConfiguration(url: "amqp://h", variable: "AMQP_URL").virtualHost == "/")
+        #expect(try AMQPConfiguration(url: "amqp://h/%2F", variable: "AMQP_URL").virtualHost == "/")
+        #expect(try AMQPConfiguration(url: "amqp://h/analytics", variable: "AMQP_URL").virtualHost == "analytics")
     }
 
     @Test func aClusterIsAListOfURLsThatDifferOnlyInHostAndPort() throws {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Shared
+@testable import AMQPClient
 
 @Suite("Publisher confirm tracking")
 struct ConfirmTrackerTests {

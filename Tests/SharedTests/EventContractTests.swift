@@ -1,5 +1,6 @@
+import Basics
 import Foundation
-import Shared
+import Pipeline
 import TestSupport
 import Testing
 

@@ -2,7 +2,7 @@ import Logging
 import Synchronization
 import Testing
 
-@testable import Shared
+@testable import Pipeline
 
 @Suite("The programs' log handler")
 struct LineLogHandlerTests {

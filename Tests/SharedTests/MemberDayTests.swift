@@ -1,4 +1,4 @@
-import Shared
+import Pipeline
 import Testing
 
 /// The members of a day as the compactor stores them and the reports read them: a bitmap over member numbers and the

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Shared
+@testable import PostgresClient
 
 @Suite("bytea read from PostgreSQL's text form")
 struct PostgresHexTests {

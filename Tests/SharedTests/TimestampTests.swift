@@ -1,4 +1,4 @@
-import Shared
+import Basics
 import Testing
 
 @Suite("Timestamps")

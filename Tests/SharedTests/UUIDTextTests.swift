@@ -1,5 +1,5 @@
 import Foundation
-import Shared
+import Pipeline
 import Testing
 
 @Suite("Event ids parsed from text")

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Shared
+@testable import Pipeline
 
 @Suite("Name-based event ids")
 struct UUIDv5Tests {

@@ -1,3 +1,4 @@
+import Basics
 import CRabbitMQ
 
 // Publishing with confirms: the messages go out in a window, and `ConfirmTracker` matches the broker's acks and

@@ -93,14 +93,6 @@ public struct AMQPProperties: Sendable, Hashable {
         self.deliveryMode = deliveryMode
         self.messageID = messageID
     }
-
-    /// The properties of an event (docs/events.md): JSON, persistent, the event id as message id, and the time of
-    /// publishing, from which the consumer measures how long events take to be counted.
-    public static func event(messageID: String? = nil, publishedAt: Timestamp = .now) -> AMQPProperties {
-        var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2, messageID: messageID)
-        properties.timestamp = UInt64(clamping: publishedAt.microsecondsSinceEpoch / 1_000_000)
-        return properties
-    }
 }
 
 /// A message to publish.
@@ -194,7 +186,7 @@ public struct AMQPDelivery: Sendable, Hashable {
     }
 
     /// The `timestamp` property (seconds since the Unix epoch), read from the encoded properties without decoding
-    /// the rest: the consumer reads it from one delivery of each batch, for its lag metrics.
+    /// the rest, for a consumer that reads only this one of them.
     public var timestamp: UInt64? {
         var reader = PropertiesReader(encodedProperties)
         guard let flags = reader.uint16() else { return nil }

@@ -1,21 +1,21 @@
+import Basics
 import Foundation
 
 /// Where and how to reach PostgreSQL: one server, or a primary and its standbys, of which libpq picks one by
 /// `target_session_attrs`.
 public struct PostgresConfiguration: Sendable, Equatable {
-    /// The servers, in the order given; libpq tries them in turn. `DB_HOST` and `DB_PORT` (lists separated by
-    /// commas), default `localhost:5432`.
+    /// The servers, in the order given; libpq tries them in turn.
     public var servers: [Server]
-    /// `DB_NAME`, required unless `DATABASE_URL` is set.
+    /// The database's name.
     public var database: String
-    /// `DB_USERNAME`, required unless `DATABASE_URL` is set.
+    /// The role to log in as.
     public var user: String
-    /// `DB_PASSWORD`, optional (a `.pgpass` file or trust authentication may do instead).
+    /// The role's password, if any (a `.pgpass` file or trust authentication may do instead).
     public var password: String?
-    /// `DB_SCHEMA`: the schema of the pipeline's tables, default `public`. Lets several pipelines, or tests,
-    /// share one database.
+    /// The schema that unqualified table names resolve in (`search_path`), default `public`. Lets several
+    /// applications, or tests, share one database.
     public var schema: String
-    /// Further libpq keywords from the query of `DATABASE_URL` (`sslmode`, `connect_timeout`, ...).
+    /// Further libpq keywords, such as a URL's query gives (`sslmode`, `connect_timeout`, ...).
     public var options: [String: String]
     /// Shown in `pg_stat_activity`, to tell the programs apart.
     public var applicationName: String
@@ -49,103 +49,17 @@ public struct PostgresConfiguration: Sendable, Equatable {
     }
 
     /// libpq's `sslmode` values, weakest first.
-    static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+    public static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
     /// libpq's `target_session_attrs` values: which of several servers a connection settles on.
-    static let sessionAttributes = ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"]
+    public static let sessionAttributes = ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"]
 
     /// The libpq keywords this configuration may pass on from a URL's query.
     public static let passedOptions: Set<String> = [
         "sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "target_session_attrs", "keepalives_idle",
     ]
 
-    /// `DATABASE_URL` when set (it wins), else `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USERNAME`, `DB_PASSWORD`,
-    /// `DB_SSLMODE` and `DB_SSLROOTCERT` (libpq's `sslmode` and `sslrootcert`: `verify-full` with the CA of a managed
-    /// database); `DB_SCHEMA` and `DB_TARGET_SESSION_ATTRS` in both cases.
-    ///
-    /// Several servers (`host1:5432,host2:5433` in the URL, or lists in `DB_HOST` and `DB_PORT`) are a primary and
-    /// its standbys: a connection settles on one by libpq's `target_session_attrs`, from `DB_TARGET_SESSION_ATTRS` or
-    /// the URL's query, else `sessionAttributes`, the program's own need (`read-write` to write, `prefer-standby` to
-    /// read).
-    public static func fromEnvironment(
-        _ environment: EnvironmentVariables, applicationName: String, sessionAttributes: String = "read-write"
-    ) throws(ConfigurationError) -> PostgresConfiguration {
-        var configuration: PostgresConfiguration
-        if let url = environment["DATABASE_URL"] {
-            configuration = try PostgresConfiguration(url: url, variable: "DATABASE_URL")
-        } else {
-            configuration = PostgresConfiguration(
-                servers: try servers(hosts: environment["DB_HOST"] ?? "localhost", environment: environment),
-                database: try environment.required("DB_NAME"),
-                user: try environment.required("DB_USERNAME"),
-                password: environment["DB_PASSWORD"]
-            )
-            if let mode = environment["DB_SSLMODE"] {
-                guard Self.sslModes.contains(mode) else {
-                    throw ConfigurationError(
-                        variable: "DB_SSLMODE",
-                        problem: "must be one of \(Self.sslModes.joined(separator: ", ")), got \(mode.quoted())")
-                }
-                configuration.options["sslmode"] = mode
-            }
-            if let rootCertificate = environment["DB_SSLROOTCERT"] {
-                guard FileManager.default.isReadableFile(atPath: rootCertificate) else {
-                    throw ConfigurationError(
-                        variable: "DB_SSLROOTCERT", problem: "names no readable file \(rootCertificate.quoted())")
-                }
-                configuration.options["sslrootcert"] = rootCertificate
-            }
-        }
-        if let attributes = environment["DB_TARGET_SESSION_ATTRS"] {
-            configuration.options["target_session_attrs"] = try Self.checkedSessionAttributes(
-                attributes, variable: "DB_TARGET_SESSION_ATTRS")
-        } else if configuration.servers.count > 1, configuration.options["target_session_attrs"] == nil {
-            configuration.options["target_session_attrs"] = sessionAttributes
-        }
-        if let schema = environment["DB_SCHEMA"] {
-            guard Self.isPlainIdentifier(schema) else {
-                throw ConfigurationError(
-                    variable: "DB_SCHEMA",
-                    problem: "must be a lower-case SQL identifier (a-z, 0-9, _), got \(schema.quoted())")
-            }
-            configuration.schema = schema
-        }
-        configuration.applicationName = applicationName
-        return configuration
-    }
-
-    /// The servers of `DB_HOST` and `DB_PORT`: as many ports as hosts, or one port for all of them, as libpq reads
-    /// them.
-    private static func servers(hosts list: String, environment: EnvironmentVariables) throws(ConfigurationError)
-        -> [Server]
-    {
-        let hosts = list.split(separator: ",", omittingEmptySubsequences: false).map {
-            $0.trimmingCharacters(in: .whitespaces)
-        }
-        guard !hosts.contains(where: \.isEmpty) else {
-            throw ConfigurationError(variable: "DB_HOST", problem: "has an empty host in its list")
-        }
-        var ports = [5432]
-        if let portList = environment["DB_PORT"] {
-            ports = []
-            for port in portList.split(separator: ",", omittingEmptySubsequences: false) {
-                let text = port.trimmingCharacters(in: .whitespaces)
-                guard let number = Int(text), (1...65_535).contains(number) else {
-                    throw ConfigurationError(
-                        variable: "DB_PORT", problem: "must be an integer from 1 to 65535, got \(text.quoted())")
-                }
-                ports.append(number)
-            }
-        }
-        guard ports.count == 1 || ports.count == hosts.count else {
-            throw ConfigurationError(
-                variable: "DB_PORT",
-                problem: "lists \(ports.count) ports for \(hosts.count) hosts (give one, or one per host)")
-        }
-        return hosts.indices.map { Server(host: hosts[$0], port: ports.count == 1 ? ports[0] : ports[$0]) }
-    }
-
-    private static func checkedSessionAttributes(_ value: String, variable: String) throws(ConfigurationError) -> String
+    public static func checkedSessionAttributes(_ value: String, variable: String) throws(ConfigurationError) -> String
     {
         guard Self.sessionAttributes.contains(value) else {
             throw ConfigurationError(
@@ -158,7 +72,7 @@ public struct PostgresConfiguration: Sendable, Equatable {
     /// Parses `postgresql://user:password@host:port/database?sslmode=require`, or with several servers,
     /// `postgresql://user:password@primary:5432,standby:5432/database?target_session_attrs=prefer-standby`. Errors
     /// name `variable` and never echo the URL, which holds a password.
-    public init(url: String, variable: String = "DATABASE_URL") throws(ConfigurationError) {
+    public init(url: String, variable: String) throws(ConfigurationError) {
         func invalid(_ problem: String) -> ConfigurationError {
             ConfigurationError(variable: variable, problem: problem)
         }
@@ -229,9 +143,9 @@ public struct PostgresConfiguration: Sendable, Equatable {
             ("host", servers.map(\.host).joined(separator: ",")),
             ("port", servers.map { String($0.port) }.joined(separator: ",")), ("dbname", database), ("user", user),
             ("application_name", applicationName), ("client_encoding", "UTF8"), ("connect_timeout", "5"),
-            // Timestamps come back in UTC, and unqualified table names resolve in the pipeline's schema. No JIT:
-            // every statement here takes milliseconds, and compiling one took hundreds when a row estimate was
-            // off (the fold joins the few rows of `report_zones`, a table too small for autovacuum to analyze).
+            // Timestamps come back in UTC, and unqualified table names resolve in `schema`. No JIT: the statements
+            // of short transactions take milliseconds, and compiling one took hundreds when a row estimate was off
+            // (a join with a table too small for autovacuum to analyze; docs/benchmarks.md).
             ("options", "-c TimeZone=UTC -c search_path=\(schema) -c jit=off" + statementTimeoutOption),
             // A peer that vanished without closing (a host lost, a network cut) is noticed within a minute, rather
             // than after the kernel's default of about two hours of retransmissions, during which a thread blocks.
@@ -257,9 +171,9 @@ extension PostgresConfiguration {
 extension PostgresConfiguration {
     /// Whether `name` is a lower-case SQL identifier that needs no quoting: safe to place in SQL text.
     public static func isPlainIdentifier(_ name: String) -> Bool {
-        guard let first = name.utf8.first, (1...63).contains(name.utf8.count), !isDigit(first) else { return false }
+        guard let first = name.utf8.first, (1...63).contains(name.utf8.count), !first.isASCIIDigit else { return false }
         return name.utf8.allSatisfy {
-            isDigit($0) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_")
+            $0.isASCIIDigit || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_")
         }
     }
 }

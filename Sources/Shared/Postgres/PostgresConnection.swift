@@ -1,3 +1,4 @@
+import Basics
 import CLibPQ
 import Foundation
 import Logging
@@ -227,9 +228,9 @@ public actor PostgresConnection {
             return PostgresError(
                 .statementFailed, "the statement failed", serverMessage: String(cString: PQerrorMessage(connection)))
         }
-        let sqlState = field(result, coworking_diag_sqlstate)
-        var serverMessage = field(result, coworking_diag_message_primary) ?? ""
-        if let detail = field(result, coworking_diag_message_detail) { serverMessage += " (\(detail))" }
+        let sqlState = field(result, clibpq_diag_sqlstate)
+        var serverMessage = field(result, clibpq_diag_message_primary) ?? ""
+        if let detail = field(result, clibpq_diag_message_detail) { serverMessage += " (\(detail))" }
         return PostgresError(.statementFailed, "the statement failed", sqlState: sqlState, serverMessage: serverMessage)
     }
 }
@@ -326,8 +327,8 @@ private final class NoticeSink: Sendable {
     }
 
     func log(_ result: OpaquePointer) {
-        let message = field(result, coworking_diag_message_primary) ?? ""
-        let level: Logger.Level = field(result, coworking_diag_severity) == "WARNING" ? .warning : .debug
+        let message = field(result, clibpq_diag_message_primary) ?? ""
+        let level: Logger.Level = field(result, clibpq_diag_severity) == "WARNING" ? .warning : .debug
         logger.log(level: level, "PostgreSQL sent a notice", metadata: [LogKey.notice: "\(message)"])
     }
 }

@@ -1,7 +1,8 @@
+import Basics
 import DequeModule
 import Logging
 
-/// A small pool of PostgreSQL connections for a server that answers many requests at once (the report API).
+/// A small pool of PostgreSQL connections for a server that answers many requests at once.
 ///
 /// Connections are opened on demand up to `maxConnections` and reused; one that broke is dropped, and the next
 /// request opens a fresh one, so the pool recovers by itself once the database is back. A caller waits for a

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// How a statement parameter travels to the server.

@@ -44,7 +44,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         return (year, month, day, second / 3600, second / 60 % 60, second % 60, Int(microsecond))
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form of the report API's summary.
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     public var rfc3339: String {
         let f = utcFields
         return "\(pad(f.year, 4))-\(pad(f.month, 2))-\(pad(f.day, 2))T\(pad(f.hour, 2)):\(pad(f.minute, 2)):"
@@ -113,14 +113,14 @@ private struct RFC3339Parser {
     private mutating func digits(_ count: Int) throws(Timestamp.ParseProblem) -> Int {
         var value = 0
         for _ in 0..<count {
-            guard let byte = take(), isDigit(byte) else { throw .malformed }
+            guard let byte = take(), byte.isASCIIDigit else { throw .malformed }
             value = value * 10 + Int(byte - UInt8(ascii: "0"))
         }
         return value
     }
 
     /// Takes the next byte, which must be the ASCII `first` or `second`. `Character` parameters had cost a
-    /// String's Unicode handling on every timestamp the consumer reads.
+    /// String's Unicode handling on every timestamp read.
     private mutating func expect(_ accepted: Unicode.Scalar...) throws(Timestamp.ParseProblem) {
         guard let byte = take(), accepted.contains(where: { byte == UInt8(ascii: $0) }) else { throw .malformed }
     }
@@ -141,7 +141,7 @@ private struct RFC3339Parser {
         if peek() == UInt8(ascii: ".") {
             index += 1
             var count = 0
-            while let byte = peek(), isDigit(byte) {
+            while let byte = peek(), byte.isASCIIDigit {
                 index += 1
                 if count < 6 { microsecond = microsecond * 10 + Int(byte - UInt8(ascii: "0")) }
                 count += 1
@@ -174,8 +174,10 @@ private struct RFC3339Parser {
     }
 }
 
-func isDigit(_ byte: UInt8) -> Bool {
-    byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+extension UInt8 {
+    /// Whether the byte is an ASCII digit, `0` to `9`.
+    @inlinable
+    public var isASCIIDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).

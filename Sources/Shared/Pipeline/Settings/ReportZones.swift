@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// The time zones that reports are kept for, shared by the consumer (which folds local-day rows, with their hours,

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// What happened: the `type` field of an event (docs/events.md).
@@ -60,7 +61,7 @@ extension Event {
         let bytes = text.utf8
         return (1...64).contains(bytes.count)
             && bytes.allSatisfy { byte in
-                isDigit(byte) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "z"))
+                byte.isASCIIDigit || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "z"))
                     || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
             }
     }

@@ -164,23 +164,23 @@ struct JSONScanner {
         let start = offset
         var isInteger = true
         if peek() == UInt8(ascii: "-") { offset += 1 }
-        guard let first = peek(), isDigit(first) else { throw JSONSyntaxError(offset: offset) }
+        guard let first = peek(), first.isASCIIDigit else { throw JSONSyntaxError(offset: offset) }
         offset += 1
         if first != UInt8(ascii: "0") {
-            while let byte = peek(), isDigit(byte) { offset += 1 }
+            while let byte = peek(), byte.isASCIIDigit { offset += 1 }
         }
         if peek() == UInt8(ascii: ".") {
             isInteger = false
             offset += 1
-            guard let byte = peek(), isDigit(byte) else { throw JSONSyntaxError(offset: offset) }
-            while let byte = peek(), isDigit(byte) { offset += 1 }
+            guard let byte = peek(), byte.isASCIIDigit else { throw JSONSyntaxError(offset: offset) }
+            while let byte = peek(), byte.isASCIIDigit { offset += 1 }
         }
         if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
             isInteger = false
             offset += 1
             if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { offset += 1 }
-            guard let byte = peek(), isDigit(byte) else { throw JSONSyntaxError(offset: offset) }
-            while let byte = peek(), isDigit(byte) { offset += 1 }
+            guard let byte = peek(), byte.isASCIIDigit else { throw JSONSyntaxError(offset: offset) }
+            while let byte = peek(), byte.isASCIIDigit { offset += 1 }
         }
         guard isInteger else { return nil }
         let isNegative = bytes[start] == UInt8(ascii: "-")

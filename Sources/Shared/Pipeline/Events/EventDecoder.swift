@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// The limits an event must respect beyond its shape (docs/events.md).

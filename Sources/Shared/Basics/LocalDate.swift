@@ -11,7 +11,7 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
         func number(_ range: Range<Int>) -> Int? {
             var value = 0
             for byte in bytes[range] {
-                guard isDigit(byte) else { return nil }
+                guard byte.isASCIIDigit else { return nil }
                 value = value * 10 + Int(byte - UInt8(ascii: "0"))
             }
             return value
