@@ -38,7 +38,6 @@ struct Run: AsyncParsableCommand {
         } catch {
             Program.exit(after: error, logger: logger, "The consumer stopped")
         }
-        Program.finish()
     }
 }
 
@@ -55,10 +54,11 @@ struct Migrate: AsyncParsableCommand {
         Program.bootstrapLogging(level: settings.logLevel)
         let logger = Logger(label: "consumer.migrate")
         do {
-            let connection = try await PostgresConnection.connect(settings.database, logger: logger)
             let migrator = Migrator(
                 schema: settings.database.schema, zones: settings.zones.folded, readerRole: settings.readerRole)
-            let report = try await migrator.run(on: connection, logger: logger)
+            let report = try await PostgresConnection.withConnection(settings.database, logger: logger) {
+                try await migrator.run(on: $0, logger: logger)
+            }
             var summary = "schema \(settings.database.schema) at version \(report.version); zones "
             summary += settings.zones.folded.joined(separator: ", ")
             if !report.addedZones.isEmpty { summary += "; filled \(report.addedZones.joined(separator: ", "))" }
@@ -67,7 +67,6 @@ struct Migrate: AsyncParsableCommand {
         } catch {
             Program.exit(after: error, logger: logger, "Migration failed")
         }
-        Program.finish()
     }
 }
 
@@ -93,8 +92,9 @@ struct ForgetMember: AsyncParsableCommand {
         Program.bootstrapLogging(level: settings.logLevel)
         let logger = Logger(label: "consumer.forget-member")
         let report = await Program.run("Forgetting the member failed", logger: logger) {
-            let connection = try await PostgresConnection.connect(settings.database, logger: logger)
-            return try await MemberErasure(schema: settings.database.schema).forget(userId, on: connection)
+            try await PostgresConnection.withConnection(settings.database, logger: logger) {
+                try await MemberErasure(schema: settings.database.schema).forget(userId, on: $0)
+            }
         }
         if report.foundAnything {
             print(
@@ -105,6 +105,5 @@ struct ForgetMember: AsyncParsableCommand {
         } else {
             print("member \(userId): the rollups hold nothing of them")
         }
-        Program.finish()
     }
 }

@@ -12,10 +12,14 @@ public enum ConsumerApp {
     public static func buildServiceGroup(
         settings: ConsumerSettings, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> ServiceGroup {
-        let consumer = RollupConsumer(settings: settings, logger: logger)
+        let metrics = ConsumerMetrics()
+        let consumer = RollupConsumer(settings: settings, logger: logger, metrics: metrics)
         let probes = buildProbeServer(consumer: consumer, settings: settings, registry: registry, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup),
+            .init(
+                service: QueueDepthGauge(
+                    configuration: settings.amqp, queue: settings.topology.queue, metrics: metrics, logger: logger)),
             .init(service: MemberCompaction(configuration: settings.database, logger: logger)),
             .init(service: probes),
         ]

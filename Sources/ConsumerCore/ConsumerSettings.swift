@@ -17,17 +17,16 @@ public struct ConsumerSettings: Sendable {
     /// batch, so a larger batch writes fewer rows per event, for more memory held; the default is where the gain
     /// stopped (docs/benchmarks.md).
     public var batchSize: Int
-    /// `BATCH_MAX_DELAY_MS`: how long a batch waits to fill after its first event; default 200 ms.
+    /// `BATCH_MAX_DELAY_MS`: how long a batch may wait to fill after its first event, for fewer and larger
+    /// transactions; default 0: a fold connection that is free folds what has arrived at once, and batches fill by
+    /// themselves while the folds before them run.
     public var batchMaxDelay: Duration
     /// `FOLD_CONNECTIONS`: database connections, each folding a batch; default 2. Batches are acknowledged in
     /// the order they arrived, whichever commits first. A second fold in flight keeps the database busy while the
     /// first one's last statements and commit run, and lets it use a second core.
     public var foldConnections: Int
-    /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default a batch per fold connection and
-    /// at least two, so that a batch is received while another folds. One batch more, received while every
-    /// connection folds, made the consumer no faster (the folds take turns at the rows they share) and cost the
-    /// broker more CPU per message. With any window, the oldest batch is acknowledged before a batch the window
-    /// cannot hold is received.
+    /// `PREFETCH`: unacknowledged deliveries the broker may send ahead; default a batch per fold connection and one
+    /// more: while every connection folds, the next batch arrives, whole, for the first connection that is free.
     public var prefetch: Int
     /// `SHUTDOWN_DEADLINE_S`: how long SIGTERM waits for the batch in hand to commit; default 20 s.
     public var shutdownDeadline: Duration
@@ -44,14 +43,14 @@ public struct ConsumerSettings: Sendable {
     public static let defaultFoldConnections = 2
 
     static func defaultPrefetch(batchSize: Int, foldConnections: Int) -> Int {
-        min(max(foldConnections, 2) * batchSize, 65_535)
+        min((foldConnections + 1) * batchSize, 65_535)
     }
 
     public init(
         database: PostgresConfiguration, amqp: AMQPConfiguration = AMQPConfiguration(), topology: Topology = Topology(),
         rules: EventRules = EventRules(), zones: ReportZones = ReportZones(folded: ["UTC"], defaultZone: "UTC"),
         batchSize: Int = ConsumerSettings.defaultBatchSize,
-        batchMaxDelay: Duration = .milliseconds(200), foldConnections: Int = ConsumerSettings.defaultFoldConnections,
+        batchMaxDelay: Duration = .zero, foldConnections: Int = ConsumerSettings.defaultFoldConnections,
         prefetch: Int? = nil, shutdownDeadline: Duration = .seconds(20), metricsPort: Int = 9090,
         bindAddress: String = "0.0.0.0", retention: Retention.Horizons = Retention.Horizons(),
         logLevel: Logger.Level = .info
@@ -92,7 +91,7 @@ public struct ConsumerSettings: Sendable {
             rules: rules,
             zones: try ReportZones.fromEnvironment(environment),
             batchSize: batchSize,
-            batchMaxDelay: .milliseconds(try environment.integer("BATCH_MAX_DELAY_MS", default: 200, in: 0...60_000)),
+            batchMaxDelay: .milliseconds(try environment.integer("BATCH_MAX_DELAY_MS", default: 0, in: 0...60_000)),
             foldConnections: foldConnections,
             prefetch: prefetch,
             shutdownDeadline: .seconds(try environment.integer("SHUTDOWN_DEADLINE_S", default: 20, in: 1...3_600)),

@@ -7,7 +7,7 @@ import PostgresClient
 import Synchronization
 
 /// The consumer's database side: one connection, reopened when it breaks, and the fold retried until it
-/// commits. A stage may be given the next batch while one folds; the connection's thread begins it right after.
+/// commits. The consumer gives a stage one batch at a time.
 ///
 /// Any failure that is not a refusal of the events' data is a fault of the database (`DatabaseFault`: it is down,
 /// read-only, out of disk or connections, an administrator cancelled the fold, a table is missing...): the fold waits
@@ -23,7 +23,6 @@ actor DatabaseStage {
     private let number: Int
     private let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
     private var connection: PostgresConnection?
-    private var connecting: Task<PostgresConnection, any Error>?
     private var hasConnected = false
 
     init(
@@ -134,7 +133,6 @@ actor DatabaseStage {
         let result = try await backoff.retrying(
             isRetriable: { ($0 as? PostgresError).map { !$0.isDataRefusal } ?? false },
             failed: { error, _, _ in
-                if connection?.isUsable == false { connection = nil }
                 guard let error = error as? PostgresError else { return }
                 faults.record(DatabaseFault(error), stage: number, error: error)
             }
@@ -149,17 +147,16 @@ actor DatabaseStage {
         return result
     }
 
+    /// Closes the connection; the next fold would open another.
+    func close() async {
+        await connection?.close()
+        connection = nil
+    }
+
     private func usableConnection() async throws -> PostgresConnection {
         if let connection, connection.isUsable { return connection }
-        connection = nil
-        // A stage holds up to two batches, the second queued behind the first: both share one new connection.
-        if let connecting { return try await connecting.value }
-        let attempt = Task { [configuration, logger] in
-            try await PostgresConnection.connect(configuration, logger: logger)
-        }
-        connecting = attempt
-        defer { connecting = nil }
-        let opened = try await attempt.value
+        await close()
+        let opened = try await PostgresConnection.connect(configuration, logger: logger)
         if hasConnected { metrics.recordDatabaseReconnect() }
         hasConnected = true
         connection = opened

@@ -2,8 +2,8 @@ import AMQPClient
 import Logging
 
 /// Publishes dead letters with confirms on an AMQP connection of its own, opened when first needed and again
-/// after it is lost; the consumer reads the queue's depth on it too. A broker that blocks publishers (a memory or disk alarm) blocks this connection only, never
-/// the one the consumer receives and acknowledges on. Heartbeats are off on it: it can sit idle for hours, between
+/// after it is lost. A broker that blocks publishers (a memory or disk alarm) blocks this connection only, never the
+/// one the consumer receives and acknowledges on. Heartbeats are off on it: it can sit idle for hours, between
 /// bad messages, and librabbitmq sends heartbeats only from inside its calls.
 actor DeadLetterPublisher {
     private let configuration: AMQPConfiguration
@@ -34,12 +34,6 @@ actor DeadLetterPublisher {
         return outcomes
     }
 
-    /// The ready messages of `queue` (a passive declare), asked on this connection rather than the one the consumer
-    /// receives on, whose stream of deliveries an RPC would interleave with.
-    func readyMessages(in queue: String) async throws -> Int {
-        try await openConnection().queueStatus(queue).messageCount
-    }
-
     func close() async {
         await connection?.close()
         connection = nil
@@ -47,6 +41,7 @@ actor DeadLetterPublisher {
 
     private func openConnection() async throws -> AMQPConnection {
         if let connection, await connection.isOpen { return connection }
+        await connection?.close()
         let opened = try await AMQPConnection.connect(configuration, after: connection?.node, logger: logger)
         try await opened.enableConfirms()
         connection = opened

@@ -29,19 +29,26 @@ public final class MemberCompaction: Service {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
-            try? await self.compactUntilCancelled()
+            await self.compactUntilCancelled()
         }
     }
 
-    private func compactUntilCancelled() async throws {
+    /// Compacts until the task is cancelled, then closes its connection.
+    private func compactUntilCancelled() async {
         var connection: PostgresConnection?
+        do {
+            try await compact(on: &connection)
+        } catch {}
+        await connection?.close()
+    }
+
+    private func compact(on connection: inout PostgresConnection?) async throws {
         var failing = false
         while !Task.isCancelled {
             let started = ContinuousClock.now
             let moved = try await backoff.retrying(
                 isRetriable: { $0 is PostgresError },
                 failed: { error, _, _ in
-                    if connection?.isUsable == false { connection = nil }
                     if !failing {
                         failing = true
                         logger.warning(
@@ -51,9 +58,10 @@ public final class MemberCompaction: Service {
                 }
             ) {
                 let current: PostgresConnection
-                if let connection {
+                if let connection, connection.isUsable {
                     current = connection
                 } else {
+                    await connection?.close()
                     current = try await PostgresConnection.connect(configuration, logger: logger)
                     connection = current
                 }

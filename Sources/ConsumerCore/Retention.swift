@@ -44,8 +44,9 @@ public final class Retention: Service {
             var failing = false
             while !Task.isCancelled {
                 do {
-                    let connection = try await PostgresConnection.connect(self.configuration, logger: self.logger)
-                    try await Self.prune(self.horizons, schema: self.configuration.schema, on: connection)
+                    try await PostgresConnection.withConnection(self.configuration, logger: self.logger) {
+                        try await Self.prune(self.horizons, schema: self.configuration.schema, on: $0)
+                    }
                     failing = false
                 } catch let error as PostgresError {
                     if !failing {

@@ -6,15 +6,14 @@ import PostgresClient
 import ServiceLifecycle
 import Synchronization
 
-/// The consumer (docs/architecture.md, "How an event becomes a visit"): takes events from the rollups queue in batches, counts each event once,
-/// dead-letters what cannot be counted, and acknowledges only what a committed transaction holds.
+/// The consumer (docs/architecture.md, "How an event becomes a visit"): takes events from the rollups queue in
+/// batches, counts each event once, dead-letters what cannot be counted, and acknowledges only what a committed
+/// transaction holds.
 ///
-/// Batches are pipelined: while the database stages fold up to `FOLD_CONNECTIONS` batches, each on a connection of
-/// its own, the next batch is received, its invalid messages are dead-lettered, and it is queued on the stage of
-/// the oldest batch, whose connection begins it as soon as that batch commits. The oldest batch is acknowledged
-/// with one multiple-ack once it commits: after the next batch is queued, or before it is received when the
-/// prefetch window cannot hold both (with the default window, a batch per connection). Batches are acknowledged in
-/// the order they arrived, so a multiple-ack never covers a batch that has not committed. Two folds in flight
+/// Batches form themselves: whenever a fold connection (`DatabaseStage`) is free, the deliveries that have arrived,
+/// up to `BATCH_SIZE`, are its next batch, folded at once; while folds run, the next batches gather. At a low rate
+/// each check-in is folded within milliseconds of its arrival; draining a backlog, batches are full. A fold may
+/// commit before an older one; acknowledgements follow the order of arrival (`DeliveryWindow`). Two folds in flight
 /// never deadlock, as they lock rows in one order (`RollupWriter`): the later one waits at worst. The AMQP
 /// connection and each database connection live on a thread of their own.
 public final class RollupConsumer: Service {
@@ -23,15 +22,12 @@ public final class RollupConsumer: Service {
     private let metrics: ConsumerMetrics
     private let databases: [DatabaseStage]
     private let faults: DatabaseFaults
-    private let decoder: EventDecoder
-    private let deadLetters: DeadLetterPublisher
+    private let deadLetters: DeadLetterRouting
     private let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
     private let isStopping = Atomic<Bool>(false)
     private let isConsuming = Atomic<Bool>(false)
     /// When the last batch committed (or the consumer started), in microseconds since the epoch.
     private let lastCommit = Atomic<Int64>(Timestamp.now.microsecondsSinceEpoch)
-    /// How often the queue's depth is read from the broker.
-    private static let queueReadInterval = Duration.seconds(5)
 
     public init(settings: ConsumerSettings, logger: Logger, metrics: ConsumerMetrics = ConsumerMetrics()) {
         self.settings = settings
@@ -45,8 +41,7 @@ public final class RollupConsumer: Service {
                 number: number, configuration: settings.database, writer: writer, metrics: metrics, faults: faults,
                 logger: logger)
         }
-        self.decoder = EventDecoder(rules: settings.rules)
-        self.deadLetters = DeadLetterPublisher(configuration: settings.amqp, logger: logger)
+        self.deadLetters = DeadLetterRouting(settings: settings, metrics: metrics, logger: logger)
     }
 
     /// Why the consumer is not ready, or nil when it is: it takes events, and its folds wait for no fault of the
@@ -56,10 +51,11 @@ public final class RollupConsumer: Service {
         return isConsuming.load(ordering: .relaxed) ? nil : "not consuming"
     }
 
-    /// Runs until a graceful shutdown (SIGTERM), then finishes the batch it holds, acknowledges it and returns.
-    /// When the shutdown deadline cancels it first (the database is down), the batch is left unacknowledged,
-    /// for the broker to deliver again.
+    /// Runs until a graceful shutdown (SIGTERM), then finishes the batches it holds, acknowledges them and returns.
+    /// When the shutdown deadline cancels it first (the database is down), the batches are left unacknowledged,
+    /// for the broker to deliver again. Its connections are closed either way.
     public func run() async throws {
+        defer { logger.info("Stopped consuming") }
         do {
             try await withGracefulShutdownHandler {
                 try await waitForSchema()
@@ -69,8 +65,17 @@ public final class RollupConsumer: Service {
             }
         } catch is CancellationError where stopping {
             logger.warning(
-                "The shutdown deadline passed before the batch in hand committed; it will be delivered again")
+                "The shutdown deadline passed before the batches in hand committed; they will be delivered again")
+        } catch {
+            await closeConnections()
+            throw error
         }
+        await closeConnections()
+    }
+
+    private func closeConnections() async {
+        await deadLetters.close()
+        for database in databases { await database.close() }
     }
 
     private var stopping: Bool { isStopping.load(ordering: .relaxed) }
@@ -78,293 +83,226 @@ public final class RollupConsumer: Service {
     /// Waits for the database (it may start after the consumer) and checks its schema version on every stage's
     /// connection, which opens them all before the readiness probe asks after them.
     private func waitForSchema() async throws {
-        var attempt = 0
-        while !stopping {
-            do {
-                for database in databases { try await database.checkSchema() }
-                let recorded = try await databases[0].recordedZones()
-                if recorded != Set(settings.zones.folded) {
-                    logger.warning(
-                        "REPORT_TIMEZONES differs from the zones the database keeps; run consumer migrate to apply it",
-                        metadata: [
-                            LogKey.zonesConfigured: "\(settings.zones.folded.joined(separator: ","))",
-                            LogKey.zonesRecorded: "\(recorded.sorted().joined(separator: ","))",
-                        ])
-                }
-                return
-            } catch let error as PostgresError where error.isRetriable {
-                attempt += 1
-                let delay = backoff.delay(attempt: attempt)
+        try await backoff.retrying(
+            isRetriable: { ($0 as? PostgresError)?.isRetriable ?? false },
+            failed: { error, _, delay in
                 logger.warning(
                     "The database is not reachable yet; retrying",
-                    metadata: [LogKey.error: "\(error.debugDescription)", LogKey.delay: "\(delay)"])
-                try await Task.sleep(for: delay)
+                    metadata: [
+                        LogKey.error: "\((error as? PostgresError)?.debugDescription ?? "\(error)")",
+                        LogKey.delay: "\(delay)",
+                    ])
+            }
+        ) {
+            for database in databases { try await database.checkSchema() }
+            let recorded = try await databases[0].recordedZones()
+            if recorded != Set(settings.zones.folded) {
+                logger.warning(
+                    "REPORT_TIMEZONES differs from the zones the database keeps; run consumer migrate to apply it",
+                    metadata: [
+                        LogKey.zonesConfigured: "\(settings.zones.folded.joined(separator: ","))",
+                        LogKey.zonesRecorded: "\(recorded.sorted().joined(separator: ","))",
+                    ])
             }
         }
     }
 
+    /// Consumes until stopped, opening a new session with backoff whenever the broker is lost.
     private func consumeUntilStopped() async throws {
-        var attempt = 0
-        // The node of the last connection: once it is lost, the next connection tries the other nodes first.
+        // The node of the last session: once it is lost, the next one tries the other nodes first.
         var lastNode: AMQPConfiguration.Node?
-        while !stopping {
-            do {
-                let amqp = try await AMQPConnection.connect(settings.amqp, after: lastNode, logger: logger)
-                lastNode = amqp.node
-                try await amqp.declare(settings.topology)
-                try await amqp.setPrefetch(settings.prefetch)
-                let consumerTag = try await amqp.consume(
-                    settings.topology.queue, bodyLimit: settings.rules.maxBodyBytes)
-                if attempt > 0 { metrics.recordBrokerReconnect(to: amqp.node) }
-                attempt = 0
-                isConsuming.store(true, ordering: .relaxed)
-                logger.info(
-                    "Consuming events",
-                    metadata: [LogKey.amqpQueue: "\(settings.topology.queue)", LogKey.amqpNode: "\(amqp.node)"])
-                try await consume(from: amqp, consumerTag: consumerTag)
-                isConsuming.store(false, ordering: .relaxed)
-                await amqp.close()
-            } catch let error as AMQPError where error.isRetriable {
-                isConsuming.store(false, ordering: .relaxed)
-                await deadLetters.close()
-                attempt += 1
-                let delay = backoff.delay(attempt: attempt)
+        var hasConsumed = false
+        try await backoff.retrying(
+            isRetriable: { ($0 as? AMQPError)?.isRetriable ?? false },
+            failed: { error, attempt, delay in
                 logger.warning(
                     "Lost the broker; reconnecting",
                     metadata: [
-                        LogKey.error: "\(error.debugDescription)", LogKey.attempt: "\(attempt)",
-                        LogKey.delay: "\(delay)",
+                        LogKey.error: "\((error as? AMQPError)?.debugDescription ?? "\(error)")",
+                        LogKey.attempt: "\(attempt)", LogKey.delay: "\(delay)",
                     ])
-                try await Task.sleep(for: delay)
             }
+        ) {
+            guard !stopping else { return }
+            let session = try await BrokerSession.open(settings, after: lastNode, logger: logger)
+            lastNode = session.connection.node
+            if hasConsumed { metrics.recordBrokerReconnect(to: session.connection.node) }
+            hasConsumed = true
+            isConsuming.store(true, ordering: .relaxed)
+            logger.info(
+                "Consuming events",
+                metadata: [
+                    LogKey.amqpQueue: "\(settings.topology.queue)", LogKey.amqpNode: "\(session.connection.node)",
+                ])
+            do {
+                try await consume(session)
+            } catch {
+                isConsuming.store(false, ordering: .relaxed)
+                await session.connection.close()
+                await deadLetters.close()
+                throw error
+            }
+            isConsuming.store(false, ordering: .relaxed)
+            await session.connection.close()
         }
-        await deadLetters.close()
-        logger.info("Stopped consuming")
     }
 
-    /// A chunk whose fold is under way: acknowledged with one multiple-ack once it commits.
-    private struct InFlight {
-        /// The delivery tags of the chunk, in order, the dead-lettered ones included.
-        var tags: [UInt64]
-        /// Tags already settled by a requeue (a dead letter the broker did not confirm): the multiple-ack must name
-        /// another tag, as the broker no longer knows these.
-        var requeued: Set<UInt64>
-        /// Deliveries in the chunk, the dead-lettered ones included: all unacknowledged until it commits.
-        var received: Int { tags.count }
+    /// A batch whose fold is under way.
+    private struct Fold {
+        /// The stage it folds on.
+        var stage: Int
+        /// The deliveries of its events, whose indices the database's refusals name.
         var deliveries: [AMQPDelivery]
-        /// When the chunk's first delivery was published, where the publisher stamped it.
+        /// When its first delivery was published, where the publisher stamped it.
         var publishedAt: UInt64?
-        var fold: ChildTaskResult<DatabaseStage.Outcome>
     }
 
-    /// Consumes until stopped or the connection is lost. The folds in flight are child tasks of a task group that
-    /// ends with this loop: a stop finishes and acknowledges them first; a lost connection cancels them, and what
-    /// they had not acknowledged is delivered again.
-    private func consume(from amqp: AMQPConnection, consumerTag: String) async throws {
-        try await withThrowingDiscardingTaskGroup { folds in
-            try await consume(from: amqp, consumerTag: consumerTag, folding: &folds)
-        }
-    }
+    /// How long a read waits for a delivery while a fold is under way: its commit is taken, and acknowledged, when
+    /// the read returns. With no fold under way, it waits longer, to turn the loop at least twice a second.
+    private static let readTimeoutWhileFolding = Duration.milliseconds(5)
+    private static let readTimeoutWhileIdle = Duration.milliseconds(500)
+    /// How long a batch waiting for `BATCH_MAX_DELAY_MS` lets deliveries gather between reads: reading them as they
+    /// arrived woke the AMQP thread every few messages.
+    private static let gatheringPause = Duration.milliseconds(2)
 
-    private func consume(
-        from amqp: AMQPConnection, consumerTag: String, folding folds: inout ThrowingDiscardingTaskGroup<any Error>
-    ) async throws {
-        // Oldest first; the fold at position i of the sequence of chunks runs on stage i mod the stage count, so
-        // a stage holds two chunks at most: one folding, the next queued behind it.
-        var inFlight: [InFlight] = []
-        var nextStage = 0
-        var queueReadAt = ContinuousClock.now - Self.queueReadInterval
-        while true {
-            // Cancelled when the group fails (its probe server could not listen) or the shutdown deadline
-            // passed: what is not acknowledged returns to the queue.
-            try Task.checkCancellation()
-            metrics.unacknowledged.record(inFlight.reduce(0) { $0 + $1.received })
-            metrics.sinceLastCommit.record(
-                Double(Timestamp.now.microsecondsSinceEpoch - lastCommit.load(ordering: .relaxed)) / 1e6)
-            if ContinuousClock.now - queueReadAt >= Self.queueReadInterval {
-                queueReadAt = .now
-                if let ready = try? await deadLetters.readyMessages(in: settings.topology.queue) {
-                    metrics.queueReady.record(ready)
+    /// Consumes until stopped or the session is lost. The folds are child tasks of a task group that ends with this
+    /// loop: a stop finishes and acknowledges them first; a lost session cancels them, and what they had not
+    /// acknowledged is delivered again.
+    private func consume(_ session: BrokerSession) async throws {
+        let amqp = session.connection
+        let completions = FoldCompletions()
+        let policy = BatchPolicy(
+            batchSize: settings.batchSize, maxDelay: settings.batchMaxDelay, prefetch: settings.prefetch)
+        try await withThrowingDiscardingTaskGroup { group in
+            var window = DeliveryWindow()
+            var folding: [DeliveryWindow.BatchID: Fold] = [:]
+            var idleStages = Array(databases.indices.reversed())
+            // Deliveries received and not yet in a batch.
+            var received: [AMQPDelivery] = []
+            var firstReceivedAt = ContinuousClock.now
+
+            func settleCompletedFolds() async throws {
+                for completion in completions.take() {
+                    guard let fold = folding.removeValue(forKey: completion.batch) else { continue }
+                    idleStages.append(fold.stage)
+                    try await settle(fold, completion, in: &window, amqp)
                 }
             }
-            if stopping {
-                try await amqp.cancel(consumerTag)
-                for pending in inFlight { try await finish(pending, amqp) }
-                return
-            }
-            // The broker sends no more than PREFETCH unacknowledged deliveries: when the window cannot hold
-            // another batch (with the default window, once every connection holds one), the oldest chunks are
-            // acknowledged first, rather than waiting for deliveries that cannot come.
-            while !inFlight.isEmpty,
-                inFlight.reduce(0, { $0 + $1.received }) + settings.batchSize > settings.prefetch
-            {
-                try await finish(inFlight.removeFirst(), amqp)
-            }
-            let deliveries = try await amqp.nextDeliveries(
-                limit: settings.batchSize, maxDelay: settings.batchMaxDelay, idleTimeout: .milliseconds(500))
-            guard !deliveries.isEmpty else {
-                while !inFlight.isEmpty { try await finish(inFlight.removeFirst(), amqp) }
-                continue
-            }
-            metrics.received.increment(by: deliveries.count)
-            for chunk in chunks(of: deliveries) {
-                let (events, eventDeliveries, requeued) = try await decodeDeadLetteringInvalid(chunk, amqp)
-                let database = databases[nextStage]
-                nextStage = (nextStage + 1) % databases.count
-                // Prepared and queued on its stage while the batches before fold: the stage's connection begins
-                // it as soon as its previous transaction commits, without waiting for this loop to take the
-                // commit, acknowledge it and hand the connection the next batch.
-                let prepared = database.prepare(events)
-                let publishedAt = chunk.first?.timestamp
+
+            while true {
+                // Cancelled when the group fails (its probe server could not listen) or the shutdown deadline
+                // passed: what is not acknowledged returns to the queue.
+                try Task.checkCancellation()
+                try await settleCompletedFolds()
+                metrics.unacknowledged.record(window.unacknowledged + received.count)
+                recordSinceLastCommit()
+                if stopping {
+                    try await amqp.cancel(session.consumerTag)
+                    while !folding.isEmpty {
+                        try await waitKeepingAlive(completions, amqp)
+                        try await settleCompletedFolds()
+                    }
+                    return
+                }
+                guard let stage = idleStages.last else {
+                    try await waitKeepingAlive(completions, amqp)
+                    continue
+                }
+                if received.count < settings.batchSize {
+                    // A batch gathering for BATCH_MAX_DELAY_MS takes what arrived during its pause.
+                    let timeout =
+                        !received.isEmpty
+                        ? .zero
+                        : folding.isEmpty ? Self.readTimeoutWhileIdle : Self.readTimeoutWhileFolding
+                    let arrived = try await amqp.nextDeliveries(
+                        limit: settings.batchSize - received.count, timeout: timeout)
+                    if received.isEmpty { firstReceivedAt = .now }
+                    received += arrived
+                    metrics.received.increment(by: arrived.count)
+                }
+                guard
+                    policy.isReady(
+                        received: received.count, unacknowledged: window.unacknowledged,
+                        waited: .now - firstReceivedAt)
+                else {
+                    if !received.isEmpty { try await Task.sleep(for: Self.gatheringPause) }
+                    continue
+                }
+                let batch = Array(
+                    received.prefix(policy.size(previousDeliveries: received.lazy.map(\.previousDeliveries))))
+                received.removeFirst(batch.count)
+                let sorted = try await deadLetters.sort(batch, consumingOn: amqp)
+                let id = window.open(tags: batch.map(\.deliveryTag))
+                for tag in sorted.requeued { window.settle(tag, in: id) }
+                let publishedAt = batch.first?.timestamp
                 if let publishedAt {
                     metrics.oldestEventAge.record(
                         Double(Timestamp.now.microsecondsSinceEpoch) / 1e6 - Double(publishedAt))
                 }
-                inFlight.append(
-                    InFlight(
-                        tags: chunk.map(\.deliveryTag), requeued: requeued, deliveries: eventDeliveries,
-                        publishedAt: publishedAt,
-                        fold: ChildTaskResult(in: &folds) { try await database.foldIsolatingRefusals(prepared) }))
-                if inFlight.count > databases.count { try await finish(inFlight.removeFirst(), amqp) }
+                idleStages.removeLast()
+                folding[id] = Fold(stage: stage, deliveries: sorted.deliveries, publishedAt: publishedAt)
+                let database = databases[stage]
+                let prepared = database.prepare(sorted.events)
+                group.addTask {
+                    let outcome = try await database.foldIsolatingRefusals(prepared)
+                    completions.add(.init(batch: id, outcome: outcome, committedAt: .now))
+                }
             }
         }
     }
 
-    /// Splits deliveries that came back after a crash or a lost connection into smaller chunks, the more times
-    /// they came back the smaller (down to one), so that a message that crashes the consumer reaches the
-    /// delivery limit alone, without valid events beside it.
-    private func chunks(of deliveries: [AMQPDelivery]) -> [ArraySlice<AMQPDelivery>] {
-        let mostDeliveries = deliveries.map(\.previousDeliveries).max() ?? 0
-        guard mostDeliveries > 0 else { return [deliveries[...]] }
-        let size = max(1, settings.batchSize >> min(mostDeliveries, 20))
-        return stride(from: 0, to: deliveries.count, by: size).map {
-            deliveries[$0..<min($0 + size, deliveries.count)]
-        }
-    }
-
-    /// Decodes a chunk; the messages that are not valid events go to the dead-letter exchange with their reason,
-    /// and once the broker confirms they are there, they need only the chunk's acknowledgement. Returns the events,
-    /// their deliveries, and the tags of the invalid messages requeued instead (their dead letters unconfirmed).
-    private func decodeDeadLetteringInvalid(_ chunk: ArraySlice<AMQPDelivery>, _ amqp: AMQPConnection) async throws
-        -> ([Event], [AMQPDelivery], Set<UInt64>)
-    {
-        let now = Timestamp.now
-        var events: [Event] = []
-        var eventDeliveries: [AMQPDelivery] = []
-        var rejected: [(AMQPDelivery, String, EventRejection.Kind?)] = []
-        events.reserveCapacity(chunk.count)
-        for delivery in chunk {
-            do {
-                events.append(try decoder.decode(delivery.body, bodySize: delivery.bodySize, now: now))
-                eventDeliveries.append(delivery)
-            } catch {
-                rejected.append((delivery, error.description, error.kind))
-            }
-        }
-        let requeued = try await deadLetter(rejected, amqp)
-        return (events, eventDeliveries, requeued)
-    }
-
-    /// Publishes each message with its reason to the dead-letter exchange, on the dead letters' own connection,
-    /// and waits for the confirms. A message the broker did not confirm is requeued instead, to be tried again;
-    /// returns the tags of those.
-    private func deadLetter(_ rejected: [(AMQPDelivery, String, EventRejection.Kind?)], _ amqp: AMQPConnection)
-        async throws -> Set<UInt64>
-    {
-        guard !rejected.isEmpty else { return [] }
-        var rejected = rejected
-        let messages = rejected.indices.map { index in
-            let (delivery, reason, _) = rejected[index]
-            let (message, copyFailure) = deadLetterMessage(delivery, reason: reason)
-            if let copyFailure { rejected[index].1 = reason + "; " + copyFailure }
-            return message
-        }
-        let outcomes = try await deadLetters.publish(messages)
-        var requeued: Set<UInt64> = []
-        for ((delivery, reason, kind), outcome) in zip(rejected, outcomes) {
-            if outcome == .confirmed {
-                metrics.recordDeadLetter(kind)
-                logger.notice(
-                    "Dead-lettered a message",
-                    metadata: [LogKey.rejectionReason: "\(reason)", LogKey.amqpDeliveryTag: "\(delivery.deliveryTag)"])
-            } else {
-                try await amqp.reject(delivery.deliveryTag, requeue: true)
-                requeued.insert(delivery.deliveryTag)
-            }
-        }
-        return requeued
-    }
-
-    /// The dead letter of `delivery`: its properties and headers as they came, the reason first among the headers,
-    /// and the body kept (the first `maxBodyBytes` of one larger). Properties that leave no room in a frame for the
-    /// reason lose their headers instead, and the reason says so (the second value).
-    private func deadLetterMessage(_ delivery: AMQPDelivery, reason: String) -> (AMQPOutgoingMessage, String?) {
-        let exchange = settings.topology.deadLetterExchange
-        do {
-            let message = try AMQPOutgoingMessage.forwarding(
-                delivery, exchange: exchange, routingKey: delivery.routingKey,
-                adding: ["x-rejection-reason": .string(reason)], body: delivery.body)
-            return (message, nil)
-        } catch {
-            let copyFailure = "its headers were dropped: \(error.message)"
-            let message = AMQPOutgoingMessage.forwarding(
-                delivery, exchange: exchange, routingKey: delivery.routingKey,
-                replacingHeadersWith: ["x-rejection-reason": .string(reason + "; " + copyFailure)],
-                body: delivery.body)
-            return (message, copyFailure)
-        }
-    }
-
-    /// Waits for a chunk's commit, dead-letters the events the database refused, and acknowledges the chunk.
-    private func finish(_ inFlight: InFlight, _ amqp: AMQPConnection) async throws {
-        let outcome = try await waitKeepingAlive(inFlight.fold, amqp)
-        var requeued = inFlight.requeued
+    /// Takes a fold's commit: dead-letters the events the database refused, and acknowledges what the window allows.
+    private func settle(
+        _ fold: Fold, _ completion: FoldCompletions.Completion, in window: inout DeliveryWindow, _ amqp: AMQPConnection
+    ) async throws {
+        let outcome = completion.outcome
         if !outcome.refused.isEmpty {
-            requeued.formUnion(
-                try await deadLetter(
-                    outcome.refused.map { index, error in
-                        (inFlight.deliveries[index], "the database refused the event (\(error))", nil)
-                    }, amqp))
+            let requeued = try await deadLetters.deadLetter(
+                outcome.refused.map { index, error in
+                    DeadLetterRouting.Rejected(
+                        delivery: fold.deliveries[index], reason: "the database refused the event (\(error))",
+                        kind: nil)
+                }, consumingOn: amqp)
+            for tag in requeued { window.settle(tag, in: completion.batch) }
         }
-        if let lastTag = inFlight.tags.last(where: { !requeued.contains($0) }) {
-            try await amqp.ack(lastTag, multiple: true)
-        }
+        if let tag = window.commit(completion.batch) { try await amqp.ack(tag, multiple: true) }
         metrics.folded.increment(by: outcome.result.counted)
         metrics.duplicates.increment(by: outcome.result.duplicates)
-        metrics.batchSize.record(inFlight.deliveries.count)
-        let committed = Timestamp.now.microsecondsSinceEpoch
+        metrics.batchSize.record(fold.deliveries.count)
+        let committed = completion.committedAt.microsecondsSinceEpoch
         lastCommit.store(committed, ordering: .relaxed)
         if outcome.result.counted > 0 { metrics.lastFold.record(Double(committed) / 1e6) }
-        if let publishedAt = inFlight.publishedAt {
+        if let publishedAt = fold.publishedAt {
             metrics.publishToCommit.record(max(0, Double(committed) / 1e6 - Double(publishedAt)))
         }
         logger.debug(
             "Folded a batch",
             metadata: [
-                LogKey.batchSize: "\(inFlight.deliveries.count)", LogKey.batchCounted: "\(outcome.result.counted)",
+                LogKey.batchSize: "\(fold.deliveries.count)", LogKey.batchCounted: "\(outcome.result.counted)",
                 LogKey.batchDuplicates: "\(outcome.result.duplicates)",
             ])
     }
 
-    /// Waits for `fold`; if it takes long (the database is down), keeps the AMQP connection's heartbeats going,
-    /// which librabbitmq only sends from inside its own calls.
-    private func waitKeepingAlive(_ fold: ChildTaskResult<DatabaseStage.Outcome>, _ amqp: AMQPConnection)
-        async throws -> DatabaseStage.Outcome
-    {
-        try await withThrowingTaskGroup(of: DatabaseStage.Outcome?.self) { group in
-            group.addTask { try await fold.value }
+    private func recordSinceLastCommit() {
+        metrics.sinceLastCommit.record(
+            Double(Timestamp.now.microsecondsSinceEpoch - lastCommit.load(ordering: .relaxed)) / 1e6)
+    }
+
+    /// Waits for a fold to complete; if that takes long (the database is down), keeps the AMQP connection's
+    /// heartbeats going, which librabbitmq only sends from inside its own calls, and the gauge of the time since the
+    /// last commit turning.
+    private func waitKeepingAlive(_ completions: FoldCompletions, _ amqp: AMQPConnection) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await completions.wait() }
             group.addTask {
                 try await Task.sleep(for: .seconds(5))
-                while !Task.isCancelled { try await amqp.keepAlive(for: .seconds(1)) }
-                return nil
-            }
-            while let next = try await group.next() {
-                if let outcome = next {
-                    group.cancelAll()
-                    return outcome
+                while !Task.isCancelled {
+                    try await amqp.keepAlive(for: .seconds(1))
+                    self.recordSinceLastCommit()
                 }
             }
-            throw CancellationError()
+            try await group.next()
+            group.cancelAll()
         }
     }
 }

@@ -42,14 +42,14 @@ struct ProducerContext {
         self.rules = rules
     }
 
-    /// Prints the closing line and ends the process (`Program.finish`): status 1 when anything was not confirmed
-    /// (or refused).
-    func finish(_ counts: EventPublisher.Counts, refused: Int = 0) async -> Never {
+    /// Closes the connection and prints the closing line; throws exit status 1 when anything was not confirmed (or
+    /// refused).
+    func finish(_ counts: EventPublisher.Counts, refused: Int = 0) async throws {
         await publisher.close()
         var line = "published \(counts.published) events, \(counts.confirmed) confirmed"
         if refused > 0 { line += ", \(refused) refused" }
         print(line)
-        Program.finish(status: counts.confirmed < counts.published || refused > 0 ? 1 : 0)
+        if counts.confirmed < counts.published || refused > 0 { throw ExitCode.failure }
     }
 }
 
@@ -83,7 +83,7 @@ struct Publish: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        await context.finish(await context.publisher.publish([context.publisher.message(for: event)]))
+        try await context.finish(await context.publisher.publish([context.publisher.message(for: event)]))
     }
 }
 
@@ -126,7 +126,7 @@ struct Replay: AsyncParsableCommand {
         }
         await flush()
         progress.finish()
-        await context.finish(counts, refused: refused)
+        try await context.finish(counts, refused: refused)
     }
 }
 
@@ -160,10 +160,11 @@ struct Backfill: AsyncParsableCommand {
             }
         } catch {
             progress.finish()
+            await context.publisher.close()
             Program.exit(after: error, logger: context.logger, "Reading the legacy database failed")
         }
         progress.finish()
-        await context.finish(counts)
+        try await context.finish(counts)
     }
 }
 
@@ -225,7 +226,7 @@ struct Load: AsyncParsableCommand {
         print(
             String(
                 format: "achieved %.0f confirmed events/s of the %.0f asked", Double(counts.confirmed) / seconds, rate))
-        await context.finish(counts)
+        try await context.finish(counts)
     }
 }
 
@@ -286,7 +287,6 @@ struct DeadLetters: AsyncParsableCommand {
                 }
             }
             print("\(summaries.reduce(0) { $0 + $1.count }) dead letters, \(summaries.count) reasons")
-            Program.finish()
         }
     }
 
@@ -302,7 +302,7 @@ struct DeadLetters: AsyncParsableCommand {
                 try await queue.requeue(filter.choice)
             }
             print("published \(matched) events, \(requeued) confirmed")
-            Program.finish(status: requeued < matched ? 1 : 0)
+            if requeued < matched { throw ExitCode.failure }
         }
     }
 
@@ -322,7 +322,6 @@ struct DeadLetters: AsyncParsableCommand {
                 try await queue.purge(filter.choice)
             }
             print("removed \(removed) dead letters")
-            Program.finish()
         }
     }
 }

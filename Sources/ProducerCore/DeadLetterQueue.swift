@@ -168,17 +168,21 @@ public struct DeadLetterQueue: Sendable {
     /// return to the queue when the connection closes.
     private func scan(_ body: ([AMQPDelivery]) async throws -> [AMQPDelivery]) async throws {
         let amqp = try await AMQPConnection.connect(configuration, logger: logger)
-        let total = try await amqp.queueStatus(topology.deadLetterQueue).messageCount
-        // Every message is held until the connection closes, so the window must hold them all.
-        try await amqp.setPrefetch(0)
-        try await amqp.consume(topology.deadLetterQueue)
-        var seen = 0
-        while seen < total {
-            let letters = try await amqp.nextDeliveries(
-                limit: min(500, total - seen), maxDelay: .milliseconds(200), idleTimeout: .seconds(5))
-            guard !letters.isEmpty else { break }
-            seen += letters.count
-            for letter in try await body(letters) { try await amqp.ack(letter.deliveryTag, multiple: false) }
+        do {
+            let total = try await amqp.queueStatus(topology.deadLetterQueue).messageCount
+            // Every message is held until the connection closes, so the window must hold them all.
+            try await amqp.setPrefetch(0)
+            try await amqp.consume(topology.deadLetterQueue)
+            var seen = 0
+            while seen < total {
+                let letters = try await amqp.nextDeliveries(limit: min(500, total - seen), timeout: .seconds(5))
+                guard !letters.isEmpty else { break }
+                seen += letters.count
+                for letter in try await body(letters) { try await amqp.ack(letter.deliveryTag, multiple: false) }
+            }
+        } catch {
+            await amqp.close()
+            throw error
         }
         await amqp.close()
     }

@@ -107,6 +107,7 @@ public actor EventPublisher {
 
     private func openConnection() async throws -> AMQPConnection {
         if let connection, await connection.isOpen { return connection }
+        await connection?.close()
         // After a lost connection, the other nodes are tried first.
         let opened = try await AMQPConnection.connect(configuration, after: connection?.node, logger: logger)
         logger.info("Connected to the broker", metadata: [LogKey.amqpNode: "\(opened.node)"])

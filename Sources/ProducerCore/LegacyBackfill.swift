@@ -31,40 +31,41 @@ public struct LegacyBackfill: Sendable {
     public func events(
         logger: Logger, total: (Int) -> Void, page: ([Event]) async throws -> Void
     ) async throws {
-        let connection = try await PostgresConnection.connect(legacy, logger: logger)
-        try await connection.execute("BEGIN READ ONLY")
-        let counts = try await connection.query(
-            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens WHERE used_at IS NOT NULL)")[0]
-        total(try counts.int(0) + counts.int(1))
-        // The column name cannot be a parameter; it is one of two fixed names.
-        let checkinTime = "\(timeColumn.rawValue) AT TIME ZONE $1::text"
-        try await connection.query(
-            "DECLARE legacy_users NO SCROLL CURSOR FOR SELECT id, joined_at AT TIME ZONE $1::text FROM users ORDER BY id",
-            [sourceTimeZone])
-        try await connection.query(
-            "DECLARE legacy_tokens NO SCROLL CURSOR FOR SELECT id, user_id, \(checkinTime) FROM tokens "
-                + "WHERE used_at IS NOT NULL ORDER BY id", [sourceTimeZone])
-        while true {
-            let rows = try await connection.query("FETCH 1000 FROM legacy_users").rows
-            if rows.isEmpty { break }
-            try await page(
-                try rows.map { row in
-                    Event(
-                        id: UUID(version5: "user:\(try row.int(0))", namespace: .legacyBackfillNamespace),
-                        kind: .userJoined, userID: Int32(try row.int(0)), occurredAt: try Self.timestamp(row, 1))
-                })
+        try await PostgresConnection.withConnection(legacy, logger: logger) { connection in
+            try await connection.execute("BEGIN READ ONLY")
+            let counts = try await connection.query(
+                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens WHERE used_at IS NOT NULL)")[0]
+            total(try counts.int(0) + counts.int(1))
+            // The column name cannot be a parameter; it is one of two fixed names.
+            let checkinTime = "\(timeColumn.rawValue) AT TIME ZONE $1::text"
+            try await connection.query(
+                "DECLARE legacy_users NO SCROLL CURSOR FOR SELECT id, joined_at AT TIME ZONE $1::text FROM users ORDER BY id",
+                [sourceTimeZone])
+            try await connection.query(
+                "DECLARE legacy_tokens NO SCROLL CURSOR FOR SELECT id, user_id, \(checkinTime) FROM tokens "
+                    + "WHERE used_at IS NOT NULL ORDER BY id", [sourceTimeZone])
+            while true {
+                let rows = try await connection.query("FETCH 1000 FROM legacy_users").rows
+                if rows.isEmpty { break }
+                try await page(
+                    try rows.map { row in
+                        Event(
+                            id: UUID(version5: "user:\(try row.int(0))", namespace: .legacyBackfillNamespace),
+                            kind: .userJoined, userID: Int32(try row.int(0)), occurredAt: try Self.timestamp(row, 1))
+                    })
+            }
+            while true {
+                let rows = try await connection.query("FETCH 1000 FROM legacy_tokens").rows
+                if rows.isEmpty { break }
+                try await page(
+                    try rows.map { row in
+                        Event(
+                            id: UUID(version5: "token:\(try row.int(0))", namespace: .legacyBackfillNamespace),
+                            kind: .checkin, userID: Int32(try row.int(1)), occurredAt: try Self.timestamp(row, 2))
+                    })
+            }
+            try await connection.execute("COMMIT")
         }
-        while true {
-            let rows = try await connection.query("FETCH 1000 FROM legacy_tokens").rows
-            if rows.isEmpty { break }
-            try await page(
-                try rows.map { row in
-                    Event(
-                        id: UUID(version5: "token:\(try row.int(0))", namespace: .legacyBackfillNamespace),
-                        kind: .checkin, userID: Int32(try row.int(1)), occurredAt: try Self.timestamp(row, 2))
-                })
-        }
-        try await connection.execute("COMMIT")
     }
 
     private static func timestamp(_ row: PostgresRow, _ column: Int) throws -> Timestamp {

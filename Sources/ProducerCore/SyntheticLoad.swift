@@ -51,24 +51,25 @@ public struct SyntheticLoad: Sendable {
         -> EventPublisher.Counts
     {
         var random = SystemRandomNumberGenerator()
-        var counts = EventPublisher.Counts()
-        var generated = 0
-        // The next chunk is generated while the one before is being published and confirmed.
-        var publishing: Task<EventPublisher.Counts, Never>?
-        let start = ContinuousClock.now
-        while generated < total {
-            let ready = min(due(after: .now - start) - generated, 50_000)
-            guard ready > 0 else {
-                try await Task.sleep(for: .milliseconds(5))
-                continue
+        // The next chunk is generated while the one before, a child task, is being published and confirmed.
+        return try await withThrowingTaskGroup(of: EventPublisher.Counts.self) { publishing in
+            var counts = EventPublisher.Counts()
+            var generated = 0
+            let start = ContinuousClock.now
+            while generated < total {
+                let ready = min(due(after: .now - start) - generated, 50_000)
+                guard ready > 0 else {
+                    try await Task.sleep(for: .milliseconds(5))
+                    continue
+                }
+                generated += ready
+                let messages = events(count: ready, now: .now, using: &random).map(publisher.message(for:))
+                if let previous = try await publishing.next() { counts += previous }
+                publishing.addTask { await publisher.publish(messages) }
+                progress(counts.published)
             }
-            generated += ready
-            let messages = events(count: ready, now: .now, using: &random).map(publisher.message(for:))
-            if let previous = publishing { counts += await previous.value }
-            publishing = Task { await publisher.publish(messages) }
-            progress(counts.published)
+            while let previous = try await publishing.next() { counts += previous }
+            return counts
         }
-        if let previous = publishing { counts += await previous.value }
-        return counts
     }
 }

@@ -35,6 +35,5 @@ struct ReportAPICommand: AsyncParsableCommand {
         } catch {
             Program.exit(after: error, logger: logger, "The report API stopped")
         }
-        Program.finish()
     }
 }

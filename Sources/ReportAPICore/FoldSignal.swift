@@ -73,32 +73,31 @@ public final class FoldSignal: Service, Sendable {
 
     /// Listens, and opens the connection again whenever it fails, until the task is cancelled.
     private func listenUntilCancelled() async {
-        var attempt = 0
-        while !Task.isCancelled {
-            do {
-                try await listen { attempt = 0 }
-            } catch is CancellationError {
-                break
-            } catch {
+        _ = try? await backoff.retrying(
+            isRetriable: { _ in true },
+            failed: { error, _, delay in
                 stopListening()
-                attempt += 1
-                let delay = backoff.delay(attempt: attempt)
                 logger.warning(
                     "Lost the signal of folds; caches fall back to their lifetime until it is back",
                     metadata: [LogKey.error: "\(String(reflecting: error))", LogKey.delay: "\(delay)"])
-                try? await Task.sleep(for: delay)
+            }
+        ) {
+            let connection = try await PostgresConnection.connect(configuration, logger: logger)
+            do {
+                try await listen(on: connection)
+            } catch {
+                await connection.close()
+                throw error
             }
         }
         stopListening()
     }
 
-    /// Listens until the connection fails (thrown) or the task is cancelled.
-    private func listen(connected: () -> Void) async throws {
-        let connection = try await PostgresConnection.connect(configuration, logger: logger)
+    /// Listens until the connection fails or the task is cancelled (both thrown).
+    private func listen(on connection: PostgresConnection) async throws -> Never {
         try await connection.listen(Self.channel)
         // Read after LISTEN, so that no fold commits unseen between the two.
         let version = try await Freshness.read(on: connection).version
-        connected()
         up.set(1.0)
         // Heard again: whatever was signalled meanwhile is unknown, so the cached answers are too.
         advance(primaryVersion: version)

@@ -7,6 +7,7 @@ import Synchronization
 /// which zones have daily rows. Each report reads on one connection (`read(_:)`), the rollups' version first.
 public struct PostgresReportRepository: ReportRepository {
     let pool: PostgresPool
+    private let probePool: PostgresPool
     private let readiness: ReadinessProbe
     private let readyZones: ReadyZones
 
@@ -18,11 +19,17 @@ public struct PostgresReportRepository: ReportRepository {
         // after its answer was given.
         var probeConfiguration = pool.configuration
         probeConfiguration.options["connect_timeout"] = "2"
-        self.readiness = ReadinessProbe(
-            pool: PostgresPool(
-                configuration: probeConfiguration, maxConnections: 1, acquireTimeout: .seconds(2),
-                logger: Logger(label: "report-api.probe")))
+        self.probePool = PostgresPool(
+            configuration: probeConfiguration, maxConnections: 1, acquireTimeout: .seconds(2),
+            logger: Logger(label: "report-api.probe"))
+        self.readiness = ReadinessProbe(pool: probePool)
         self.readyZones = ReadyZones()
+    }
+
+    /// Closes the connections of the reports and of the probe, once the requests that hold them are done.
+    public func close() async {
+        await pool.close()
+        await probePool.close()
     }
 
     public var statementTimeout: Duration { pool.configuration.statementTimeout ?? .zero }

@@ -15,9 +15,13 @@ public enum ReportAPIApp {
     public static func buildServiceGroup(
         settings: ReportAPISettings, registry: PrometheusCollectorRegistry, logger: Logger
     ) -> ServiceGroup {
+        let repository = PostgresReportRepository(pool: pool(settings, logger: logger))
         let foldSignal = FoldSignal(configuration: settings.database, registry: registry, logger: logger)
         var services: [any Service] = [
-            buildApplication(settings: settings, foldSignal: foldSignal, registry: registry, logger: logger),
+            // First, so that it is the last to stop: the server has answered its last request when the pools close.
+            ClosingAtShutdown { await repository.close() },
+            buildApplication(
+                settings: settings, repository: repository, foldSignal: foldSignal, registry: registry, logger: logger),
             foldSignal,
         ]
         if let metricsPort = settings.metricsPort {
@@ -41,13 +45,13 @@ public enum ReportAPIApp {
                 logger: logger.forFramework))
     }
 
+    /// The server of the reports, reading through `repository` (by default one on a pool of its own, which nothing
+    /// closes: for tests).
     public static func buildApplication(
-        settings: ReportAPISettings, foldSignal: FoldSignal? = nil, registry: PrometheusCollectorRegistry,
-        logger: Logger
+        settings: ReportAPISettings, repository: PostgresReportRepository? = nil, foldSignal: FoldSignal? = nil,
+        registry: PrometheusCollectorRegistry, logger: Logger
     ) -> some ApplicationProtocol {
-        let pool = PostgresPool(
-            configuration: settings.database, maxConnections: settings.poolSize, acquireTimeout: settings.poolTimeout,
-            logger: logger)
+        let repository = repository ?? PostgresReportRepository(pool: pool(settings, logger: logger))
         let dashboard = DashboardAssets.load(chartLibrary: settings.chartLibrary)
         if !dashboard.hasChartLibrary {
             logger.warning(
@@ -56,7 +60,7 @@ public enum ReportAPIApp {
         }
         let disconnects = ClientDisconnects()
         let router = buildRouter(
-            repository: PostgresReportRepository(pool: pool), zones: settings.zones,
+            repository: repository, zones: settings.zones,
             cacheLifetime: settings.cacheLifetime, foldSignal: foldSignal, tokens: settings.tokens,
             limits: settings.limits, disconnects: disconnects, servesMetrics: settings.metricsPort == nil,
             dashboard: dashboard, registry: registry, logger: logger)
@@ -81,6 +85,12 @@ public enum ReportAPIApp {
                     "Serving reports", metadata: [LogKey.httpAddress: "\(channel.localAddress.map { "\($0)" } ?? "")"])
             },
             logger: logger.forFramework)
+    }
+
+    private static func pool(_ settings: ReportAPISettings, logger: Logger) -> PostgresPool {
+        PostgresPool(
+            configuration: settings.database, maxConnections: settings.poolSize, acquireTimeout: settings.poolTimeout,
+            logger: logger)
     }
 
     /// The routes anyone may reach when `API_TOKENS_FILE` is set, as the router names them: the probes, the OpenAPI

@@ -11,17 +11,17 @@ struct ConsumerSettingsTests {
         try ConsumerSettings.fromEnvironment(EnvironmentVariables(database.merging(values) { $1 }))
     }
 
-    @Test func defaultsHoldABatchPerFoldConnection() throws {
+    @Test func defaultsHoldABatchPerFoldConnectionAndOneMore() throws {
         let settings = try Self.settings([:])
         #expect(settings.batchSize == 4000)
         #expect(settings.foldConnections == 2)
-        #expect(settings.prefetch == 8000)
-        #expect(settings.batchMaxDelay == .milliseconds(200))
+        #expect(settings.prefetch == 12_000)
+        #expect(settings.batchMaxDelay == .zero)
         #expect(settings.shutdownDeadline == .seconds(20))
     }
 
     @Test func prefetchFollowsBatchSizeAndFoldConnectionsUnlessSet() throws {
-        #expect(try Self.settings(["BATCH_SIZE": "500", "FOLD_CONNECTIONS": "3"]).prefetch == 1500)
+        #expect(try Self.settings(["BATCH_SIZE": "500", "FOLD_CONNECTIONS": "3"]).prefetch == 2000)
         #expect(
             try Self.settings(["BATCH_SIZE": "500", "FOLD_CONNECTIONS": "1"]).prefetch == 1000,
             "one batch arriving while the other folds")

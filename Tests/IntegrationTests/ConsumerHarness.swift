@@ -54,7 +54,7 @@ struct ConsumerHarness {
         var settings = ConsumerSettings(
             database: try TestServers.database(schema: schema), amqp: try amqp, topology: topology,
             zones: ReportZones(folded: zones, defaultZone: "UTC"), batchSize: batchSize,
-            batchMaxDelay: .milliseconds(50), foldConnections: foldConnections,
+            foldConnections: foldConnections,
             shutdownDeadline: .seconds(10))
         change(&settings)
         return settings
@@ -72,7 +72,6 @@ struct ConsumerHarness {
         environment["QUORUM_INITIAL_GROUP_SIZE"] = topology.initialGroupSize.map(String.init)
         environment["REPORT_TIMEZONES"] = zones.joined(separator: ",")
         environment["BATCH_SIZE"] = String(batchSize)
-        environment["BATCH_MAX_DELAY_MS"] = "50"
         environment["METRICS_PORT"] = String(Int.random(in: 20_000..<30_000))
         environment["BIND_ADDRESS"] = "127.0.0.1"
         environment["LOG_LEVEL"] = "warning"
@@ -126,6 +125,35 @@ struct ConsumerHarness {
         let outcomes = try await amqp.publishConfirmed(messages, window: 500)
         #expect(outcomes.allSatisfy { $0 == .confirmed })
         await amqp.close()
+    }
+
+    /// Runs `body` with a new harness (`make`), and drops its schema, queues and exchanges afterwards, whether `body`
+    /// threw or not.
+    static func with<T>(
+        zones: [String] = ["UTC", "Asia/Kolkata", "America/New_York"], _ body: (ConsumerHarness) async throws -> T
+    ) async throws -> T {
+        let harness = try await make(zones: zones)
+        do {
+            let result = try await body(harness)
+            try await harness.cleanup()
+            return result
+        } catch {
+            try? await harness.cleanup()
+            throw error
+        }
+    }
+
+    /// Runs `body` on a connection to the harness's schema, closed afterwards.
+    func withDatabase<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let connection = try await database()
+        do {
+            let result = try await body(connection)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
     }
 
     func database() async throws -> PostgresConnection {

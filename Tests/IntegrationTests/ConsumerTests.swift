@@ -61,6 +61,47 @@ struct ConsumerTests {
         try await harness.cleanup()
     }
 
+    /// The folds that counted anything: the rollups' version.
+    static func folds(_ harness: ConsumerHarness) async throws -> Int {
+        try await harness.withDatabase {
+            try await $0.query("SELECT coalesce(sum(folds), 0) FROM fold_totals")[0].int(0)
+        }
+    }
+
+    @Test func aLoneCheckInIsFoldedAsItArrivesNotWhenABatchFills() async throws {
+        try await ConsumerHarness.with(zones: ["UTC"]) { harness in
+            let events = workload(events: 3, users: 3, seed: 11)
+            // Batches of up to 4000 with the default settings: each check-in, alone in the queue, is its own batch, folded
+            // as soon as it arrives; a rule that waited for a batch to fill would not count the first two before the third.
+            try await harness.withConsumers(batchSize: 4000) {
+                for (index, event) in events.enumerated() {
+                    try await harness.publish([event.jsonBody])
+                    try await harness.waitUntilCounted(index + 1, timeout: .seconds(30))
+                }
+            }
+            #expect(try await Self.folds(harness) == 3)
+            #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+        }
+    }
+
+    @Test func aBacklogStillFoldsInFullBatchesAcknowledgedInOrder() async throws {
+        try await ConsumerHarness.with(zones: ["UTC"]) { harness in
+            let events = workload(events: 4_000, users: 300, seed: 12)
+            // Queued before the consumer starts: the first batches take what has arrived when a connection is free, the
+            // rest arrive while folds run and fill theirs. Twenty batches of 200 at best; one per event would be 4000.
+            // On a machine busy with other tests, the broker sends more slowly than the folds take: half full at
+            // worst.
+            try await harness.publish(events.map(\.jsonBody))
+            try await harness.withConsumers(batchSize: 200, foldConnections: 2) {
+                try await harness.waitUntilDrained(counted: events.count, timeout: .seconds(60))
+            }
+            let folds = try await Self.folds(harness)
+            #expect(folds >= 20 && folds <= 40, "\(folds) folds")
+            #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+            #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
+        }
+    }
+
     @Test func aNewYorkDayOfDaylightSavingHas23HoursOfRows() async throws {
         let harness = try await ConsumerHarness.make(zones: ["America/New_York"])
         // One check-in at the start of every UTC hour of 2023-03-12 local (05:00Z to 03:00Z the next day).

@@ -148,9 +148,9 @@ struct ConsumerLagMetricsTests {
         try await harness.waitUntilCounted(3)
         var metrics: [String: Double] = [:]
         let deadline = ContinuousClock.now + .seconds(30)
-        // The queue's depth is read every few seconds; the histogram counts each batch once committed; the gauges
+        // The queue's depth is read every few seconds, until it is read empty; the histogram counts each batch once committed; the gauges
         // are set as the consume loop turns, at least twice a second.
-        while metrics["coworking_consumer_queue_ready_messages"] == nil
+        while metrics["coworking_consumer_queue_ready_messages"] != 0
             || metrics["coworking_consumer_publish_to_commit_seconds_count"] == nil
             || metrics["coworking_consumer_unacknowledged_messages"] != 0,
             ContinuousClock.now < deadline

@@ -206,6 +206,55 @@ struct PostgresConnectionTests {
         #expect(failedRuns.withLock { $0 } == 1)
     }
 
+    @Test func aClosedConnectionEndsItsSessionAndRefusesMore() async throws {
+        let connection = try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger)
+        let pid = try await connection.query("SELECT pg_backend_pid()")[0].int(0)
+        await connection.close()
+        await connection.close()
+        #expect(!connection.isUsable)
+        await #expect(throws: PostgresError.self) { try await connection.query("SELECT 1") }
+        try await PostgresConnection.withConnection(TestServers.database(), logger: TestServers.logger) { other in
+            // The server saw the session end: libpq's close sends Terminate before it returns.
+            let sessions = try await other.query("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", [pid])
+            #expect(try sessions[0].int(0) == 0)
+        }
+    }
+
+    @Test func aClosedPoolWaitsForWhatItLentThenRefusesMore() async throws {
+        let pool = PostgresPool(
+            configuration: try TestServers.database(), maxConnections: 2, logger: TestServers.logger)
+        let (lent, lending) = AsyncStream<Int>.makeStream()
+        let (release, releasing) = AsyncStream<Void>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await pool.withConnection { connection in
+                    lending.yield(try await connection.query("SELECT pg_backend_pid()")[0].int(0))
+                    // Holds the connection until the pool is closing.
+                    for await _ in release { break }
+                    _ = try await connection.query("SELECT 1")
+                }
+            }
+            var lentPIDs = lent.makeAsyncIterator()
+            let pid = try #require(await lentPIDs.next())
+            group.addTask { await pool.close() }
+            // The pool closes only once the lent connection is back: it is still in use here.
+            try await Task.sleep(for: .milliseconds(200))
+            try await PostgresConnection.withConnection(TestServers.database(), logger: TestServers.logger) { other in
+                let sessions = try await other.query("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", [pid])
+                #expect(try sessions[0].int(0) == 1)
+            }
+            releasing.yield()
+            try await group.waitForAll()
+            try await PostgresConnection.withConnection(TestServers.database(), logger: TestServers.logger) { other in
+                let sessions = try await other.query("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", [pid])
+                #expect(try sessions[0].int(0) == 0)
+            }
+        }
+        await #expect {
+            try await pool.withConnection { try await $0.query("SELECT 1") }
+        } throws: { ($0 as? PostgresError)?.code == .closed }
+    }
+
     @Test func theReaderRoleCanSelectButNotWrite() async throws {
         try await Self.withSchema { connection, schema in
             try await connection.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (5)")

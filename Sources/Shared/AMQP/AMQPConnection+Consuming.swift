@@ -1,6 +1,5 @@
 import Basics
 import CRabbitMQ
-import Glibc
 
 // Consuming a queue: the prefetch window, deliveries, and their acknowledgements.
 extension AMQPConnection {
@@ -47,35 +46,17 @@ extension AMQPConnection {
         return nil
     }
 
-    /// How long a batch being filled lets deliveries gather once the bytes read so far are used up. Reading them
-    /// as they arrived woke this thread every few messages; pausing first wakes it far less often and saves
-    /// consumer CPU per event (docs/benchmarks.md), for at most this much more latency in a batch that waits up to
-    /// `maxDelay` anyway.
-    private static let gatheringPause = Duration.milliseconds(2)
-
-    /// Up to `limit` deliveries in one hop: waits up to `idleTimeout` for the first, then returns when `limit`
-    /// have arrived or `maxDelay` has passed since the first. Empty when nothing arrived.
-    public func nextDeliveries(limit: Int, maxDelay: Duration, idleTimeout: Duration) throws(AMQPError)
-        -> [AMQPDelivery]
-    {
-        guard let first = try nextDelivery(timeout: idleTimeout) else { return [] }
+    /// Up to `limit` deliveries in one hop: those already read, then those whose frames have arrived, after waiting
+    /// up to `timeout` for the first when none has. It never waits for a second: a caller that batches deliveries
+    /// gets what arrived. Empty when nothing arrived within `timeout`.
+    public func nextDeliveries(limit: Int, timeout: Duration) throws(AMQPError) -> [AMQPDelivery] {
+        guard limit > 0, let first = try nextDelivery(timeout: timeout) else { return [] }
         var deliveries = [first]
-        deliveries.reserveCapacity(limit)
-        let deadline = ContinuousClock.now + maxDelay
-        while deliveries.count < limit {
-            letDeliveriesGather(until: deadline)
-            guard let delivery = try nextDelivery(until: deadline) else { break }
+        let now = ContinuousClock.now
+        while deliveries.count < limit, let delivery = try nextDelivery(until: now) {
             deliveries.append(delivery)
         }
         return deliveries
-    }
-
-    /// Sleeps for `gatheringPause`, and not past `deadline`, when nothing read is left to take.
-    private func letDeliveriesGather(until deadline: ContinuousClock.Instant) {
-        guard bufferedDeliveries.isEmpty, let state, amqp_data_in_buffer(state) == 0, amqp_frames_enqueued(state) == 0
-        else { return }
-        let pause = min(Self.gatheringPause, deadline - .now)
-        if pause > .zero { usleep(UInt32(pause / .microseconds(1))) }
     }
 
     /// Reads frames for `duration` so that heartbeats flow while the owner is busy elsewhere; deliveries that

@@ -4,11 +4,11 @@ import Glibc
 
 // Reading frames: deliveries, publisher confirms and returns, and the broker's closing of the channel or connection.
 extension AMQPConnection {
-    /// Reads the next frame of interest, or returns nil once `deadline` has passed.
+    /// Reads the next frame of interest, or returns nil once `deadline` has passed and no frame is left to read.
     func readIncoming(until deadline: ContinuousClock.Instant) throws(AMQPError) -> Incoming? {
         while true {
-            let remaining = deadline - ContinuousClock.now
-            guard remaining > .zero else { return nil }
+            // Once the deadline has passed, the frames that have arrived are still read, without waiting.
+            let remaining = max(deadline - ContinuousClock.now, .zero)
             guard let incoming = try readFrame(timeout: remaining) else { return nil }
             if case .other = incoming { continue }
             return incoming

@@ -23,7 +23,7 @@ public actor AMQPConnection {
     /// The node this connection is to.
     public nonisolated let node: AMQPConfiguration.Node
     let logger: Logger
-    var state: amqp_connection_state_t?
+    private var state: amqp_connection_state_t?
     /// Why the connection is unusable, once it is.
     private var failure: AMQPError?
     var confirmsEnabled = false
@@ -167,9 +167,15 @@ public actor AMQPConnection {
         return socket
     }
 
-    /// Closes the channel and the connection with the AMQP handshake. Errors are ignored: the socket is gone
-    /// either way.
-    public func close() {
+    /// Closes the channel and the connection with the AMQP handshake, and ends the connection's thread, waiting for
+    /// both. Errors are ignored: the socket is gone either way. Any later call throws `connectionClosed`.
+    public nonisolated func close() async {
+        await finish()
+        await executor.join()
+    }
+
+    private func finish() {
+        executor.shutdown()
         guard let state else { return }
         if failure == nil {
             _ = amqp_channel_close(state, Self.channel, AMQP_REPLY_SUCCESS)

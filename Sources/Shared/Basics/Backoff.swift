@@ -19,7 +19,8 @@ public struct Backoff: Sendable {
 extension Backoff {
     /// Runs `operation` until it succeeds, waiting between attempts as this backoff says after each failure that
     /// `isRetriable` accepts (one it does not is thrown), until the task is cancelled. `failed` hears each retriable
-    /// failure with its attempt number (1 for the first) and the wait before the next.
+    /// failure with its attempt number (1 for the first) and the wait before the next. An attempt that ran for longer
+    /// than `maximum` before it failed (a session that served for a while, then was lost) counts as the first again.
     public func retrying<T>(
         isolation: isolated (any Actor)? = #isolation, isRetriable: (any Error) -> Bool,
         failed: (any Error, _ attempt: Int, _ delay: Duration) -> Void = { _, _, _ in },
@@ -27,9 +28,11 @@ extension Backoff {
     ) async throws -> T {
         var attempt = 0
         while true {
+            let started = ContinuousClock.now
             do {
                 return try await operation()
             } catch let error where !(error is CancellationError) && isRetriable(error) {
+                if ContinuousClock.now - started > maximum { attempt = 0 }
                 attempt += 1
                 let delay = delay(attempt: attempt)
                 failed(error, attempt, delay)

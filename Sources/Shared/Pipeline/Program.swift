@@ -2,7 +2,10 @@ import Basics
 import Foundation
 import Logging
 
-/// What every program does at start and at a fatal error, so that all three behave alike for operators.
+/// What every program does at start and at a fatal error, so that all three behave alike for operators. A program
+/// that succeeds returns from `main`; one that fails exits with a status, once the services that hold connections
+/// have closed them (each closes its own, with its thread, on every path), so that no thread is inside a C library
+/// while the process exits.
 public enum Program {
     /// Reads the configuration; a bad setting prints its one line to standard error and exits with status 2.
     public static func configuration<T>(_ parse: () throws(ConfigurationError) -> T) -> T {
@@ -10,7 +13,7 @@ public enum Program {
             return try parse()
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
-            finish(status: 2)
+            Foundation.exit(2)
         }
     }
 
@@ -27,7 +30,7 @@ public enum Program {
     /// error's `debugDescription` (server text, SQLSTATE) but never a credential, and no stack trace.
     public static func exit(after error: any Error, logger: Logger, _ message: Logger.Message) -> Never {
         logger.critical(message, metadata: [LogKey.error: "\(String(reflecting: error))"])
-        finish(status: 1)
+        Foundation.exit(1)
     }
 
     /// Runs `work`; a failure is logged as `message`, with the error, and ends the process with status 1.
@@ -37,21 +40,6 @@ public enum Program {
         } catch {
             exit(after: error, logger: logger, message)
         }
-    }
-
-    /// Ends the process with `status` once its work is done, without the C libraries' exit-time destructors.
-    ///
-    /// The race this avoids: a connection's thread (`ThreadExecutor`) ends only after its actor's isolated deinit
-    /// has closed the handle on it, and `exit` runs the destructors of the libraries libpq loads (OpenSSL, nettle),
-    /// which freed memory under a thread still closing its connection: one `consumer run` in about 70 stopped by
-    /// SIGTERM aborted on a corrupted heap instead of exiting 0. Joining the threads first cannot be done: a thread
-    /// cannot join itself in its deinit, and some connections are never deinitialized before `main` returns (the
-    /// report API's pool, which the service group holds to the end; a connection a cancelled task still holds), so
-    /// there is no moment when every thread has ended. `_exit` skips only those destructors and `atexit` handlers;
-    /// standard output and error are flushed first, and the kernel closes the sockets.
-    public static func finish(status: Int32 = 0) -> Never {
-        fflush(nil)
-        _exit(status)
     }
 }
 

@@ -37,12 +37,41 @@ public actor PostgresConnection {
         return connection
     }
 
+    /// Connects, runs `body` with the connection, and closes it whatever `body` does.
+    public static func withConnection<T>(
+        _ configuration: PostgresConfiguration, logger: Logger, isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let connection = try await connect(configuration, logger: logger)
+        do {
+            let result = try await body(connection)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
     isolated deinit {
         if let connection { PQfinish(connection) }
         executor.shutdown()
     }
 
-    /// False once the connection has broken; a pool drops such a connection instead of reusing it.
+    /// Closes the connection and ends its thread, waiting for both; any later statement throws `connectionLost`.
+    public nonisolated func close() async {
+        await finish()
+        await executor.join()
+    }
+
+    private func finish() {
+        if let connection { PQfinish(connection) }
+        connection = nil
+        broken.store(true, ordering: .relaxed)
+        executor.shutdown()
+    }
+
+    /// False once the connection has broken or was closed; a pool drops such a connection instead of reusing it.
     public nonisolated var isUsable: Bool { !broken.load(ordering: .relaxed) }
 
     private func open(_ configuration: PostgresConfiguration) throws(PostgresError) {

@@ -19,6 +19,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let poolExhausted = Code(description: "no connection free")
         /// The task that ran the statement was cancelled before it started (`withCancellableStatements`).
         public static let cancelled = Code(description: "cancelled")
+        /// The pool was closed: its owner is shutting down.
+        public static let closed = Code(description: "closed")
     }
 
     public var code: Code

@@ -18,9 +18,14 @@ public actor PostgresPool {
     /// Requests waiting for a connection, oldest first.
     private var waiters = Deque<Waiter>()
     private var nextWaiterID = 0
+    /// Waiters whose time ran out before they were enqueued.
+    private var expired: Set<Int> = []
+    private var isClosed = false
+    /// Who waits in `close()` for the lent connections to come back.
+    private var closers: [CheckedContinuation<Void, Never>] = []
 
     /// What a waiting request is handed: an idle connection, a free slot to open one in, or nothing in time.
-    private enum Handoff {
+    private enum Handoff: Sendable {
         case connection(PostgresConnection)
         case slot
         case timedOut
@@ -29,8 +34,6 @@ public actor PostgresPool {
     private struct Waiter {
         var id: Int
         var continuation: CheckedContinuation<Handoff, Never>
-        /// Hands the waiter `.timedOut` once its wait is over; cancelled when it is served first.
-        var timer: Task<Void, Never>
     }
 
     public init(
@@ -66,8 +69,20 @@ public actor PostgresPool {
         }
     }
 
+    /// Closes every connection, waiting for those lent to come back first; a request after this throws `closed`.
+    public func close() async {
+        isClosed = true
+        while let waiter = waiters.popFirst() { waiter.continuation.resume(returning: .timedOut) }
+        let closing = idle
+        idle.removeAll()
+        openCount -= closing.count
+        for connection in closing { await connection.close() }
+        if openCount > 0 { await withCheckedContinuation { closers.append($0) } }
+    }
+
     /// A connection, and whether it was idle in the pool rather than opened for this request.
     private func acquire() async throws -> (PostgresConnection, wasIdle: Bool) {
+        guard !isClosed else { throw PostgresError(.closed, "the database connections were closed") }
         if let connection = idle.popLast() { return (connection, true) }
         if openCount < maxConnections {
             openCount += 1
@@ -76,6 +91,7 @@ public actor PostgresPool {
             case .connection(let connection): return (connection, false)
             case .slot: break
             case .timedOut:
+                guard !isClosed else { throw PostgresError(.closed, "the database connections were closed") }
                 throw PostgresError(
                     .poolExhausted,
                     "every database connection stayed busy for \(acquireTimeout.milliseconds) ms; try again shortly")
@@ -89,39 +105,53 @@ public actor PostgresPool {
         }
     }
 
+    /// Waits to be handed a connection or a slot, for `acquireTimeout` at most, or until the task is cancelled.
     private func waitForHandoff() async -> Handoff {
         let id = nextWaiterID
         nextWaiterID += 1
         let timeout = acquireTimeout
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let timer = Task { [weak self] in
-                    try? await Task.sleep(for: timeout)
-                    await self?.hand(.timedOut, toWaiter: id)
-                }
-                waiters.append(Waiter(id: id, continuation: continuation, timer: timer))
+        defer { expired.remove(id) }
+        return await withTaskGroup(of: Handoff?.self) { group in
+            group.addTask { await self.enqueueWaiter(id) }
+            // Nil when the time is up or the task was cancelled.
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
             }
-        } onCancel: {
-            Task { await self.hand(.timedOut, toWaiter: id) }
+            while let next = await group.next() {
+                if let handoff = next {
+                    group.cancelAll()
+                    return handoff
+                }
+                // Ends the wait, unless the waiter was served meanwhile: then what it was handed is the answer.
+                hand(.timedOut, toWaiter: id)
+            }
+            return .timedOut
         }
     }
 
-    /// Ends the wait of waiter `id`, if it still waits.
-    private func hand(_ handoff: Handoff, toWaiter id: Int) {
-        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
-        let waiter = waiters.remove(at: index)
-        waiter.timer.cancel()
-        waiter.continuation.resume(returning: handoff)
+    private func enqueueWaiter(_ id: Int) async -> Handoff {
+        guard expired.remove(id) == nil else { return .timedOut }
+        return await withCheckedContinuation { waiters.append(Waiter(id: id, continuation: $0)) }
     }
 
-    private func release(_ connection: PostgresConnection) {
-        guard connection.isUsable else {
-            logger.debug("Dropping a broken database connection")
+    /// Ends the wait of waiter `id`, if it still waits, or before it begins.
+    private func hand(_ handoff: Handoff, toWaiter id: Int) {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else {
+            expired.insert(id)
+            return
+        }
+        waiters.remove(at: index).continuation.resume(returning: handoff)
+    }
+
+    private func release(_ connection: PostgresConnection) async {
+        guard connection.isUsable, !isClosed else {
+            if !isClosed { logger.debug("Dropping a broken database connection") }
+            await connection.close()
             releaseSlot()
             return
         }
         if let waiter = waiters.popFirst() {
-            waiter.timer.cancel()
             waiter.continuation.resume(returning: .connection(connection))
         } else {
             idle.append(connection)
@@ -131,10 +161,13 @@ public actor PostgresPool {
     /// A connection slot became free: hand it to a waiter, who opens a connection in it, or keep it.
     private func releaseSlot() {
         if let waiter = waiters.popFirst() {
-            waiter.timer.cancel()
             waiter.continuation.resume(returning: .slot)
         } else {
             openCount -= 1
+            if isClosed, openCount == 0 {
+                for closer in closers { closer.resume() }
+                closers.removeAll()
+            }
         }
     }
 }
