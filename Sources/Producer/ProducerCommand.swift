@@ -6,6 +6,8 @@ import Logging
 import Pipeline
 import PostgresClient
 import ProducerCore
+import Synchronization
+import UnixSignals
 
 /// The `producer` program: one subcommand for each way events reach the broker (one event, a file, the legacy
 /// database, a synthetic load) and one for the dead-letter queue. The work is `ProducerCore`'s.
@@ -18,7 +20,7 @@ struct ProducerCommand: AsyncParsableCommand {
             Configured by AMQP_URL, EXCHANGE and LOG_LEVEL. Every command ends with one line of how many events were \
             published and confirmed, and exits non-zero when any was not confirmed.
             """,
-        subcommands: [Publish.self, Replay.self, Backfill.self, Load.self, DeadLetters.self]
+        subcommands: [Publish.self, Replay.self, Backfill.self, Parity.self, Load.self, DeadLetters.self]
     )
 }
 
@@ -133,39 +135,208 @@ struct Replay: AsyncParsableCommand {
 struct Backfill: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Publishes the history of the legacy Flask database: users as user_joined, used tokens as checkin.",
-        discussion: "Event ids are UUIDv5 of token:<id> and user:<id>, so running it twice counts everything once.")
+        discussion: """
+            Event ids are UUIDv5 of token:<id> and user:<id>, so running it twice counts everything once. With \
+            --follow, it then keeps publishing new users and tokens as they are used, until SIGTERM.
+            """)
 
     @OptionGroup var legacyDatabase: LegacyDatabase
     @Option(help: "The column that dates a check-in: created_at (as the Flask reports did) or used_at.")
     var timeColumn = "created_at"
     @Option(help: "The zone the legacy naive timestamps were written in.") var sourceTimezone = "UTC"
+    @Flag(help: "After the history, keep publishing what changes in the legacy database, until SIGTERM.")
+    var follow = false
+    @Option(
+        help: """
+            A file where --follow keeps its place: after a restart it goes on from there instead of publishing the \
+            history again.
+            """)
+    var checkpoint: String?
+    @Option(help: "How long after it was issued a token may still be used, and a change still commit, in hours.")
+    var followWindowHours = 24
+    @Option(help: "Milliseconds between two reads of the legacy database when following.")
+    var pollIntervalMs = 1_000
 
-    func run() async throws {
-        let context = ProducerContext()
-        guard let column = LegacyBackfill.TimeColumn(rawValue: timeColumn) else {
+    func validate() throws {
+        guard LegacyBackfill.TimeColumn(rawValue: timeColumn) != nil else {
             throw ValidationError("--time-column must be created_at or used_at")
         }
         guard ReportZones.isKnown(sourceTimezone) else {
             throw ValidationError("--source-timezone must be an IANA time zone such as UTC or Europe/Berlin")
         }
-        let legacy = try legacyDatabase.configuration()
-        let progress = ProgressLine()
-        var counts = EventPublisher.Counts()
+        guard (1...8_760).contains(followWindowHours) else {
+            throw ValidationError("--follow-window-hours must be from 1 to 8760")
+        }
+        guard (100...3_600_000).contains(pollIntervalMs) else {
+            throw ValidationError("--poll-interval-ms must be from 100 to 3600000")
+        }
+        if checkpoint != nil, !follow { throw ValidationError("--checkpoint needs --follow") }
+    }
+
+    func run() async throws {
+        let context = ProducerContext()
+        let backfill = LegacyBackfill(
+            legacy: try legacyDatabase.configuration(), timeColumn: LegacyBackfill.TimeColumn(rawValue: timeColumn)!,
+            sourceTimeZone: sourceTimezone, followWindow: .seconds(followWindowHours * 3_600))
+        let counts = Tally()
+        // SIGTERM or SIGINT stops the work in hand; what was published is confirmed or counted as not.
+        let stopped = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         do {
-            try await LegacyBackfill(legacy: legacy, timeColumn: column, sourceTimeZone: sourceTimezone).events(
-                logger: context.logger, total: { progress.total = $0 }
-            ) { events in
-                counts += await context.publisher.publish(events.map(context.publisher.message(for:)))
-                progress.update(count: counts.published)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    let progress = ProgressLine()
+                    defer { progress.finish() }
+                    try await publish(backfill, context: context, counts: counts, progress: progress)
+                }
+                group.addTask {
+                    for await _ in stopped { return }
+                }
+                try await group.next()
+                group.cancelAll()
             }
+        } catch is CancellationError {
         } catch {
-            progress.finish()
             await context.publisher.close()
             Program.exit(after: error, logger: context.logger, "Reading the legacy database failed")
         }
-        progress.finish()
-        try await context.finish(counts)
+        try await context.finish(counts.total)
     }
+
+    /// The history, unless a checkpoint says it was published, then what changes, when following.
+    private func publish(
+        _ backfill: LegacyBackfill, context: ProducerContext, counts: Tally, progress: ProgressLine
+    ) async throws {
+        func published(_ events: [Event]) async -> Bool {
+            let outcome = await context.publisher.publish(events.map(context.publisher.message(for:)))
+            progress.update(count: counts.add(outcome))
+            return outcome.confirmed == outcome.published
+        }
+        var start = try checkpoint.flatMap { try LegacyCheckpoint.read(from: $0) }
+        if start == nil {
+            let first = try await backfill.events(logger: context.logger, total: { progress.total = $0 }) {
+                _ = await published($0)
+            }
+            guard follow else { return }
+            try checkpoint.map { try first.write(to: $0) }
+            start = first
+        }
+        guard let start else { return }
+        progress.finish()
+        context.logger.info("Following the legacy database")
+        try await LegacyFollower(backfill: backfill, interval: .milliseconds(pollIntervalMs)).follow(
+            from: start, logger: context.logger, publish: published(_:),
+            saved: { saved in try checkpoint.map { try saved.write(to: $0) } })
+    }
+}
+
+struct Parity: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compares the report API with the Flask service's SQL over the legacy database, day by day.",
+        discussion: """
+            Days are daily_usage as Flask computed it (used tokens by the day of their created_at, or used_at); \
+            members, their visits (used tokens) over all time. Prints the days and members that differ, or one line \
+            saying that all agree, and exits 1 when any differs. The API's token comes from API_TOKEN or the file \
+            API_TOKEN_FILE names.
+            """)
+
+    @OptionGroup var legacyDatabase: LegacyDatabase
+    @Option(help: "The report API, http://host:port.") var api: String
+    @Option(help: "The first day compared, YYYY-MM-DD (default: the first with data).") var from: String?
+    @Option(help: "The last day compared, YYYY-MM-DD (default: yesterday in --tz, so that today's lag is not one).")
+    var to: String?
+    @Option(help: "The zone of the days (default: --source-timezone).") var tz: String?
+    @Option(help: "The column that dates a check-in, as the backfill used: created_at or used_at.")
+    var timeColumn = "created_at"
+    @Option(help: "The zone the legacy naive timestamps were written in.") var sourceTimezone = "UTC"
+
+    func validate() throws {
+        guard LegacyBackfill.TimeColumn(rawValue: timeColumn) != nil else {
+            throw ValidationError("--time-column must be created_at or used_at")
+        }
+        for (name, zone) in [("--source-timezone", sourceTimezone), ("--tz", tz ?? sourceTimezone)] {
+            guard ReportZones.isKnown(zone) else { throw ValidationError("\(name) must be an IANA time zone") }
+        }
+        for (name, day) in [("--from", from), ("--to", to)] {
+            if let day, LocalDate(day) == nil { throw ValidationError("\(name) must be a date, YYYY-MM-DD") }
+        }
+        guard ReportAPIClient(url: api, token: nil) != nil else {
+            throw ValidationError("--api must be http://host or http://host:port")
+        }
+    }
+
+    func run() async throws {
+        let environment = EnvironmentVariables.process
+        let level = Program.configuration { () throws(ConfigurationError) in
+            try Logger.Level.fromEnvironment(environment)
+        }
+        Program.bootstrapLogging(level: level)
+        let logger = Logger(label: "producer.parity")
+        let zone = tz ?? sourceTimezone
+        let client = ReportAPIClient(url: api, token: try Self.token(environment))!
+        let parity = LegacyParity(
+            legacy: LegacyBackfill(
+                legacy: try legacyDatabase.configuration(),
+                timeColumn: LegacyBackfill.TimeColumn(rawValue: timeColumn)!, sourceTimeZone: sourceTimezone),
+            api: client)
+        let lastDay = to.flatMap { LocalDate($0) } ?? Self.yesterday(in: zone)
+        let report = await Program.run("The comparison failed", logger: logger) {
+            try await parity.compare(from: from.flatMap { LocalDate($0) }, to: lastDay, zone: zone, logger: logger)
+        }
+        guard !report.agrees else {
+            print(
+                "all \(report.days) days agree (\(report.checkins) check-ins, to \(lastDay) in \(zone)), and the visits of "
+                    + "\(report.members) members")
+            return
+        }
+        if !report.differentDays.isEmpty {
+            print("day\tlegacy\tpipeline")
+            for day in report.differentDays { print("\(day.key)\t\(day.legacy)\t\(day.pipeline)") }
+        }
+        if !report.differentMembers.isEmpty {
+            print("member\tlegacy\tpipeline")
+            for member in report.differentMembers.prefix(50) {
+                print("\(member.key)\t\(member.legacy)\t\(member.pipeline)")
+            }
+        }
+        print(
+            "\(report.differentDays.count) of \(report.days) days and \(report.differentMembers.count) of "
+                + "\(report.members) members differ")
+        throw ExitCode.failure
+    }
+
+    /// The API's bearer token: `API_TOKEN`, else the file `API_TOKEN_FILE` names, else none.
+    static func token(_ environment: EnvironmentVariables) throws -> String? {
+        if let token = environment["API_TOKEN"] { return token }
+        guard let path = environment["API_TOKEN_FILE"] else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("API_TOKEN_FILE names no readable file \(path.quoted())")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The day before today in `zone`.
+    static func yesterday(in zone: String) -> LocalDate {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: zone) ?? .gmt
+        let yesterday = calendar.date(byAdding: .day, value: -1, to: calendar.startOfDay(for: Date())) ?? Date()
+        let day = calendar.dateComponents([.year, .month, .day], from: yesterday)
+        return LocalDate(String(format: "%04d-%02d-%02d", day.year ?? 1970, day.month ?? 1, day.day ?? 1))!
+    }
+}
+
+/// The events a command published so far, shared by its work and the line that ends it.
+final class Tally: Sendable {
+    private let counts = Mutex(EventPublisher.Counts())
+
+    /// Adds `outcome`; returns the events published so far.
+    func add(_ outcome: EventPublisher.Counts) -> Int {
+        counts.withLock {
+            $0 += outcome
+            return $0.published
+        }
+    }
+
+    var total: EventPublisher.Counts { counts.withLock { $0 } }
 }
 
 /// The legacy Flask database: from `--legacy-url`, else `LEGACY_DATABASE_URL`, else the file `LEGACY_DATABASE_URL_FILE`

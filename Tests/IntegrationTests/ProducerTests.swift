@@ -140,6 +140,24 @@ struct ProducerTests {
         return (url, name)
     }
 
+    /// Runs `body` with the URL of a legacy database of its own (`legacyDatabaseURL`), dropped afterwards.
+    static func withLegacyDatabase<T>(_ body: (String) async throws -> T) async throws -> T {
+        let (url, name) = try await legacyDatabaseURL()
+        func drop() async throws {
+            try await PostgresConnection.withConnection(TestServers.database(), logger: TestServers.logger) {
+                try await $0.execute("DROP DATABASE \(name) WITH (FORCE)")
+            }
+        }
+        do {
+            let result = try await body(url)
+            try await drop()
+            return result
+        } catch {
+            try? await drop()
+            throw error
+        }
+    }
+
     /// `producer backfill` takes the legacy database's URL from the environment: while it runs (held by a lock on the
     /// legacy tokens), its arguments, as any user of the machine reads them in /proc, hold no password.
     @Test func aBackfillKeepsTheLegacyPasswordOutOfItsArguments() async throws {
