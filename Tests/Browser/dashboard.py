@@ -1,6 +1,9 @@
 """Opens the report API's dashboard in headless Chromium (Debian's, driven by Playwright) and prints, as JSON, what
-the page shows: the chart's data (visits and unique visitors), the heat map's cells, the members' table and the summary. The Swift test that runs
-this compares them with the API's own answers.
+the page shows: the chart's data (visits and unique visitors), the heat map's cells, the members' table and the
+summary, which the Swift test that runs this compares with the API's own answers; what a keyboard reaches, tabbing
+through the page; and the serious and critical violations axe-core (the engine of browsers' own accessibility audits,
+bundled by axe-playwright-python) finds at a desktop's and a phone's size, with the token asked for and with the
+reports shown.
 
     python3 dashboard.py BASE_URL TOKEN ZONE RANGE SPACE SCREENSHOT
 """
@@ -8,7 +11,41 @@ import json
 import sys
 import time
 
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
+
+DESKTOP = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
+
+
+def violations(page, state):
+    """The serious and critical violations axe-core finds on the page at a desktop's and a phone's size."""
+    found = []
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(viewport)
+        for violation in Axe().run(page).response["violations"]:
+            if violation["impact"] in ("serious", "critical"):
+                found.append({"state": f"{state}, {size}", "id": violation["id"], "impact": violation["impact"],
+                              "targets": [node["target"] for node in violation["nodes"]]})
+    page.set_viewport_size(DESKTOP)
+    return found
+
+
+def keyboard_walk(page, steps=60):
+    """What Tab reaches, in order, from the top of the page: each element's id, or its role and label."""
+    page.evaluate("() => document.activeElement?.blur()")
+    reached = []
+    for _ in range(steps):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate(
+            """() => {
+                const element = document.activeElement;
+                if (!element || element === document.body) return null;
+                return element.id || element.dataset.report && ('csv:' + element.dataset.report)
+                    || (element.getAttribute('role') ?? element.tagName.toLowerCase()) + ':'
+                        + (element.getAttribute('aria-labelledby') ?? '');
+            }"""))
+    return [element for element in reached if element]
 
 
 def wait_until(page, expression, timeout=20):
@@ -25,7 +62,7 @@ def main(base_url, token, zone, range_, space, screenshot):
     with sync_playwright() as playwright:
         # The system's browser: nothing is downloaded. Root (CI) needs --no-sandbox.
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport=DESKTOP)
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         # The 401s before the token is given are expected: the page answers them by asking for it.
@@ -34,6 +71,7 @@ def main(base_url, token, zone, range_, space, screenshot):
         page.goto(f"{base_url}/?zone={zone}&range={range_}&space={space}")
         # With API_TOKENS_FILE set, the page asks for the token; typed in and submitted from the keyboard.
         page.locator("#token").wait_for(state="visible", timeout=10_000)
+        axe = violations(page, "token asked for")
         page.locator("#token").fill(token)
         page.keyboard.press("Enter")
         try:
@@ -54,6 +92,7 @@ def main(base_url, token, zone, range_, space, screenshot):
                 const members = [...document.querySelectorAll('#members tbody tr')].map((row) =>
                     [...row.cells].map((cell) => cell.textContent));
                 const summary = [...document.querySelectorAll('#summary dd')].map((dd) => dd.textContent);
+                const freshness = document.getElementById('freshness').textContent;
                 return {
                     query: JSON.parse(document.body.dataset.loaded),
                     labels: chart.data.labels,
@@ -62,6 +101,7 @@ def main(base_url, token, zone, range_, space, screenshot):
                     heat,
                     members,
                     summary,
+                    freshness,
                     lastFolded: document.getElementById('freshness').dataset.lastFolded,
                     error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
                     uniqueError: document.getElementById('unique-error').hidden
@@ -70,9 +110,11 @@ def main(base_url, token, zone, range_, space, screenshot):
             }"""
         )
         shown["pageErrors"] = errors
+        shown["keyboard"] = keyboard_walk(page)
+        shown["axe"] = axe + violations(page, "reports shown")
         page.screenshot(path=screenshot, full_page=True)
         # Narrow, as on a phone: the page must still lay out without errors.
-        page.set_viewport_size({"width": 390, "height": 844})
+        page.set_viewport_size(PHONE)
         page.screenshot(path=screenshot.replace(".png", "-phone.png"), full_page=True)
         browser.close()
     print(json.dumps(shown))

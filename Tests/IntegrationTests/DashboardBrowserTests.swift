@@ -37,11 +37,37 @@ struct DashboardBrowserTests {
         var heat: [String: [String: Int]]
         var members: [[String]]
         var summary: [String]
+        var freshness: String
         var lastFolded: String
         var error: String?
         /// The line that says why unique visitors are missing, if they are.
         var uniqueError: String?
         var pageErrors: [String]
+        /// What Tab reached, in order: ids, `csv:` and a report, or a role and what labels it.
+        var keyboard: [String]
+        /// axe-core's serious and critical violations, in each state and size the page was checked in.
+        var axe: [Violation]
+
+        struct Violation: Decodable, CustomStringConvertible {
+            var state: String
+            var id: String
+            var impact: String
+            /// The elements at fault, as CSS selectors.
+            var targets: [[String]]
+            var description: String { "\(id) (\(impact), \(state)): \(targets.prefix(5))" }
+        }
+    }
+
+    /// `instant` (RFC 3339) as the page writes a time in `zone`: YYYY-MM-DD HH:MM:SS, then the zone's name.
+    static func inZone(_ instant: String, _ zone: String, dateOnly: Bool = false) throws -> String {
+        let parser = ISO8601DateFormatter()
+        parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let date = try #require(parser.date(from: instant) ?? ISO8601DateFormatter().date(from: instant))
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: zone)
+        formatter.dateFormat = dateOnly ? "yyyy-MM-dd" : "yyyy-MM-dd HH:mm:ss"
+        return dateOnly ? formatter.string(from: date) : formatter.string(from: date) + " " + zone
     }
 
     @Test func thePageShowsExactlyWhatTheAPIAnswersForTheChosenZoneRangeAndSpace() async throws {
@@ -68,6 +94,14 @@ struct DashboardBrowserTests {
                 screenshot: screenshot.path)
             #expect(shown.error == nil)
             #expect(shown.pageErrors.isEmpty, "the page ran without errors (its CSP included)")
+            #expect(shown.axe.isEmpty, "\(shown.axe)")
+            // Every control, link and scrollable region, from the keyboard.
+            for reachable in [
+                "zone", "range", "space", "csv:daily_usage", "csv:unique_visitors", "csv:weekday_hours",
+                "csv:top_members", "region:heat-title", "region:members-title",
+            ] {
+                #expect(shown.keyboard.contains(reachable), "\(reachable) in \(shown.keyboard)")
+            }
             #expect(shown.query.tz == "Asia/Kolkata")
             #expect(shown.query.space == "hq")
             #expect(shown.query.from == nil && shown.query.to == nil, "all: no range")
@@ -122,17 +156,28 @@ struct DashboardBrowserTests {
             #expect(
                 members.map { [$0.user_id, $0.visits] }
                     == ReportFormatsTests.expectedTopMembers(expected, zone: "Asia/Kolkata", space: "hq", limit: 10))
-            #expect(
-                shown.members
-                    == members.map {
-                        ["\($0.user_id)", "\($0.visits)", $0.joined_at.map { String($0.prefix(10)) } ?? "unknown"]
-                    })
+            // Join days in the zone shown; "not recorded" for members whose user_joined never arrived.
+            let rows = try members.map {
+                [
+                    "\($0.user_id)", "\($0.visits)",
+                    try $0.joined_at.map { try Self.inZone($0, "Asia/Kolkata", dateOnly: true) } ?? "not recorded",
+                ]
+            }
+            #expect(shown.members == rows)
             #expect(members.count == 10)
 
             let summary = try #require(
                 try JSONSerialization.jsonObject(with: try await answer("/api/reports/summary")) as? [String: Any])
             #expect(shown.lastFolded == summary["last_folded_at"] as? String)
             #expect(shown.summary.first?.replacingOccurrences(of: ",", with: "") == "\(expected.checkins)")
+            // Times in the zone the page shows, with its name.
+            let first = try #require(summary["first_checkin_at"] as? String)
+            let last = try #require(summary["last_checkin_at"] as? String)
+            #expect(
+                Array(shown.summary.suffix(2)) == [
+                    try Self.inZone(first, "Asia/Kolkata"), try Self.inZone(last, "Asia/Kolkata"),
+                ])
+            #expect(shown.freshness == "Data as of the last fold, \(try Self.inZone(shown.lastFolded, "Asia/Kolkata"))")
 
             // When unique_visitors cannot answer (here it waits for a lock past the statement timeout, as a long
             // range on a large history does), the page shows the other reports and says why.
@@ -156,6 +201,33 @@ struct DashboardBrowserTests {
             #expect(degraded.pageErrors.allSatisfy { $0.contains("status of 503") }, "\(degraded.pageErrors)")
         }
         #expect(FileManager.default.fileExists(atPath: screenshot.path))
+        try await harness.cleanup()
+    }
+
+    @Test func withNoDataThePageSaysSoAndIsAccessibleToo() async throws {
+        let harness = try await ReportFormatsTests.folded([])
+        let tokens = try APITokenTests.tokensFile(APITokenTests.digest + "\n")
+        defer { try? FileManager.default.removeItem(atPath: tokens) }
+        let pool = PostgresPool(
+            configuration: try TestServers.readerDatabase(schema: harness.schema), maxConnections: 4,
+            logger: TestServers.logger)
+        let router = ReportAPIApp.buildRouter(
+            repository: PostgresReportRepository(pool: pool),
+            zones: ReportZones(folded: ReportAPITests.zones, defaultZone: "UTC"), cacheLifetime: .seconds(1),
+            tokens: try APITokens.fromFile(tokens), registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
+        try FileManager.default.createDirectory(at: Self.output, withIntermediateDirectories: true)
+        try await Application(router: router).test(.live) { client in
+            let shown = try await Self.openPage(
+                port: try #require(client.port), token: "s3cret-token", zone: "UTC", range: "30", space: "",
+                screenshot: Self.output.appendingPathComponent("dashboard-empty.png").path)
+            #expect(shown.error == nil)
+            #expect(shown.pageErrors.isEmpty)
+            #expect(shown.axe.isEmpty, "\(shown.axe)")
+            #expect(shown.freshness == "Nothing folded yet")
+            #expect(shown.summary == ["0", "0", "0", "none", "none"])
+            #expect(shown.members.isEmpty)
+        }
+        await pool.close()
         try await harness.cleanup()
     }
 

@@ -5,9 +5,45 @@ import ProducerCore
 import TestSupport
 import Testing
 
-/// The producer's line reader and load generator, on their own.
+@testable import ProducerCore
+
+/// The producer's line reader, load generator, checkpoint and parity's comparison, on their own.
 @Suite
 struct ProducerCoreTests {
+    @Test func aCheckpointIsSavedWholeAndReadBack() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("checkpoint-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try LegacyCheckpoint.read(from: path) == nil)
+        try LegacyCheckpoint(tokenFloor: 90_001, userFloor: 501).write(to: path)
+        try LegacyCheckpoint(tokenFloor: 90_003, userFloor: 9_001).write(to: path)
+        #expect(try LegacyCheckpoint.read(from: path) == LegacyCheckpoint(tokenFloor: 90_003, userFloor: 9_001))
+        #expect(!FileManager.default.fileExists(atPath: path + ".partial"))
+        try "{\"tokenFloor\": 1".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try LegacyCheckpoint.read(from: path) }
+    }
+
+    @Test func parityListsEveryKeyThatDiffersAMissingOneAsZeroInOrder() {
+        #expect(
+            LegacyParity.differences(
+                ["2023-02-08": 5, "2023-02-10": 3], ["2023-02-08": 5, "2023-02-09": 1, "2023-02-10": 2])
+                == [.init(key: "2023-02-09", legacy: 0, pipeline: 1), .init(key: "2023-02-10", legacy: 3, pipeline: 2)])
+        // Members by their number, not their text.
+        #expect(
+            LegacyParity.differences(["10": 1, "9": 2, "100": 4], ["10": 2, "9": 3, "100": 4])
+                == [.init(key: "9", legacy: 2, pipeline: 3), .init(key: "10", legacy: 1, pipeline: 2)])
+    }
+
+    @Test func theAPIClientTakesAPlainHTTPAddressOnly() throws {
+        let client = try #require(ReportAPIClient(url: "http://report-api:5153/ignored", token: "t"))
+        #expect(client.host == "report-api" && client.port == 5153 && client.token == "t")
+        #expect(ReportAPIClient(url: "http://localhost", token: nil)?.port == 80)
+        for refused in [
+            "https://report-api", "report-api:5153", "http://:5153", "http://h:0", "http://h:x", "http://h:1:2",
+        ] {
+            #expect(ReportAPIClient(url: refused, token: nil) == nil, "\(refused)")
+        }
+    }
+
     @Test func theLineReaderGivesEveryLineWithoutItsLineFeedAcrossChunks() async throws {
         let long = String(repeating: "x", count: 70_000)
         let text = "first\n\n\(long)\nlast without a line feed"

@@ -49,6 +49,16 @@ function selection() {
   return { tz: zone, from, to, space: byId("space").value };
 }
 
+/// An instant (RFC 3339) in `zone`, as YYYY-MM-DD HH:MM:SS followed by the zone's name; the date alone with `dateOnly`.
+function inZone(instant, zone, dateOnly = false) {
+  const fields = { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" };
+  if (!dateOnly) Object.assign(fields, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", fields).formatToParts(new Date(instant))
+    .map(({ type, value }) => [type, value]));
+  const day = `${parts.year}-${parts.month}-${parts.day}`;
+  return dateOnly ? day : `${day} ${parts.hour}:${parts.minute}:${parts.second} ${zone}`;
+}
+
 function showError(error) {
   byId("error").textContent = error ? error.message : "";
   byId("error").hidden = !error;
@@ -63,13 +73,13 @@ function cell(tag, text, attributes = {}) {
 
 /// `unique` is `{ error }` when unique_visitors did not answer (a long range on a large history can pass the
 /// statement timeout): the other reports are shown without it.
-function renderSummary(summary, unique) {
+function renderSummary(summary, unique, zone) {
   const figures = [
     ["Check-ins", summary.checkins.toLocaleString()],
     ["Members who came", summary.users.toLocaleString()],
     ["Unique visitors in the range", unique.error ? "not available" : unique.total.toLocaleString()],
-    ["First check-in", summary.first_checkin_at ? new Date(summary.first_checkin_at).toLocaleString() : "none"],
-    ["Last check-in", summary.last_checkin_at ? new Date(summary.last_checkin_at).toLocaleString() : "none"],
+    ["First check-in", summary.first_checkin_at ? inZone(summary.first_checkin_at, zone) : "none"],
+    ["Last check-in", summary.last_checkin_at ? inZone(summary.last_checkin_at, zone) : "none"],
   ];
   byId("summary").replaceChildren(...figures.map(([term, value]) => {
     const group = document.createElement("div");
@@ -78,7 +88,7 @@ function renderSummary(summary, unique) {
   }));
   const folded = summary.last_folded_at;
   byId("freshness").textContent = folded
-    ? `Data as of the last fold, ${new Date(folded).toLocaleString()}`
+    ? `Data as of the last fold, ${inZone(folded, zone)}`
     : "Nothing folded yet";
   byId("freshness").dataset.lastFolded = folded ?? "";
 }
@@ -110,19 +120,34 @@ function renderDaily(days, unique) {
   }
 }
 
+/// A heat map cell's colors: `share` of the way from white to the accent blue, opaque whatever the page's scheme, and
+/// black or white text, whichever contrasts more with it (WCAG's ratio, at least 4.58 either way).
+function heatColors(share) {
+  const rgb = [37, 99, 235].map((channel) => Math.round(255 - (255 - channel) * share * 0.85));
+  const linear = rgb.map((channel) => {
+    const value = channel / 255;
+    return value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4;
+  });
+  const luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2];
+  const onBlack = (luminance + 0.05) / 0.05;
+  const onWhite = 1.05 / (luminance + 0.05);
+  return { background: `rgb(${rgb.join(", ")})`, text: onBlack >= onWhite ? "black" : "white" };
+}
+
 function renderHeatmap(cells) {
   const table = byId("heatmap");
   const max = Math.max(1, ...Object.values(cells).flatMap((hours) => Object.values(hours)));
   const head = document.createElement("tr");
-  head.append(cell("th", ""), ...Array.from({ length: 24 }, (_, hour) =>
+  head.append(cell("th", "Day", { scope: "col" }), ...Array.from({ length: 24 }, (_, hour) =>
     cell("th", String(hour).padStart(2, "0"), { scope: "col" })));
   const rows = Object.entries(cells).map(([weekday, hours]) => {
     const row = document.createElement("tr");
     row.append(cell("th", weekdays[weekday - 1], { scope: "row" }));
     for (const [hour, visits] of Object.entries(hours)) {
       const td = cell("td", String(visits), { "data-weekday": weekday, "data-hour": hour });
-      td.style.backgroundColor = `rgba(37, 99, 235, ${(visits / max) * 0.85})`;
-      if (visits / max > 0.5) td.style.color = "white";
+      const colors = heatColors(visits / max);
+      td.style.backgroundColor = colors.background;
+      td.style.color = colors.text;
       row.append(td);
     }
     return row;
@@ -130,11 +155,11 @@ function renderHeatmap(cells) {
   table.replaceChildren(table.querySelector("caption"), head, ...rows);
 }
 
-function renderMembers(members) {
+function renderMembers(members, zone) {
   byId("members").tBodies[0].replaceChildren(...members.map((member) => {
     const row = document.createElement("tr");
     row.append(cell("td", String(member.user_id)), cell("td", String(member.visits)),
-      cell("td", member.joined_at ? member.joined_at.slice(0, 10) : "unknown"));
+      cell("td", member.joined_at ? inZone(member.joined_at, zone, true) : "not recorded"));
     return row;
   }));
 }
@@ -150,10 +175,10 @@ async function load() {
       api("/api/reports/weekday_hours", query).then((r) => r.json()),
       api("/api/reports/top_members", { ...query, limit: 10 }).then((r) => r.json()),
     ]);
-    renderSummary(summary, unique);
+    renderSummary(summary, unique, query.tz);
     renderDaily(days, unique);
     renderHeatmap(cells);
-    renderMembers(members);
+    renderMembers(members, query.tz);
     showError(null);
     document.body.dataset.loaded = JSON.stringify(query);
   } catch (error) {
