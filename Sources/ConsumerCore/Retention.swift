@@ -45,7 +45,7 @@ public final class Retention: Service {
             while !Task.isCancelled {
                 do {
                     try await PostgresConnection.withConnection(self.configuration, logger: self.logger) {
-                        try await Self.prune(self.horizons, schema: self.configuration.schema, on: $0)
+                        _ = try await Self.prune(self.horizons, schema: self.configuration.schema, on: $0)
                     }
                     failing = false
                 } catch let error as PostgresError {
