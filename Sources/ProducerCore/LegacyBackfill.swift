@@ -57,13 +57,13 @@ public struct LegacyBackfill: Sendable {
             while true {
                 let rows = try await connection.query("FETCH 1000 FROM legacy_users").rows
                 if rows.isEmpty { break }
-                try await page(try rows.map { try Self.userJoined(try $0.int(0), at: try Self.timestamp($0, 1)) })
+                try await page(try rows.map { Self.userJoined(try $0.int(0), at: try Self.timestamp($0, 1)) })
             }
             while true {
                 let rows = try await connection.query("FETCH 1000 FROM legacy_tokens").rows
                 if rows.isEmpty { break }
                 try await page(
-                    try rows.map { try Self.checkin(try $0.int(0), user: try $0.int(1), at: try Self.timestamp($0, 2)) }
+                    try rows.map { Self.checkin(try $0.int(0), user: try $0.int(1), at: try Self.timestamp($0, 2)) }
                 )
             }
             try await connection.execute("COMMIT")
