@@ -206,22 +206,31 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .testTarget(
-            name: "IntegrationTests",
-            dependencies: [
-                "CRabbitMQ",
-                "ConsumerCore",
-                "ProducerCore",
-                "ReportAPICore",
-                "AMQPClient",
-                "Basics",
-                "Pipeline",
-                "PostgresClient",
-                "TestSupport",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+        // What the suites against the real servers share: harnesses, fixtures, the programs as processes.
+        .target(
+            name: "IntegrationSupport",
+            dependencies: integrationDependencies,
+            path: "Tests/IntegrationSupport"
         ),
+        // The suites against the real servers, one target per phase of scripts/test: IntegrationTests run in parallel;
+        // ServerFaultTests restart the shared servers or change their settings, so they run alone, one test at a time;
+        // StandbyTests need the standby and the cluster that scripts/services cluster-up starts; NodeLossTests kill
+        // cluster nodes and run on request.
+        .testTarget(name: "IntegrationTests", dependencies: integrationDependencies + ["IntegrationSupport"]),
+        .testTarget(name: "ServerFaultTests", dependencies: integrationDependencies + ["IntegrationSupport"]),
+        .testTarget(name: "StandbyTests", dependencies: integrationDependencies + ["IntegrationSupport"]),
+        .testTarget(name: "NodeLossTests", dependencies: integrationDependencies + ["IntegrationSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+/// What the integration suites and their support import.
+var integrationDependencies: [Target.Dependency] {
+    [
+        "CRabbitMQ", "ConsumerCore", "ProducerCore", "ReportAPICore", "AMQPClient", "Basics", "Pipeline",
+        "PostgresClient", "TestSupport",
+        .product(name: "HummingbirdTesting", package: "hummingbird"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+    ]
+}
