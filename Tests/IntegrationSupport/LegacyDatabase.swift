@@ -5,7 +5,7 @@ import Testing
 /// Databases of the legacy Flask service, each a test's own, holding the seed data.
 public enum LegacyDatabase {
     /// A database of the legacy Flask service of the test's own, holding the seed data: its URL, with the password.
-    public static func make() async throws -> (url: String, name: String) {
+    private static func make() async throws -> (url: String, name: String) {
         let name = TestServers.uniqueName("legacy")
         let owner = try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger)
         try await owner.execute("CREATE DATABASE \(name)")

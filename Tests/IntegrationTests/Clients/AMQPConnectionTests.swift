@@ -17,16 +17,24 @@ struct AMQPConnectionTests {
             exchange: prefix + ".events", queue: prefix + ".rollups", deadLetterExchange: prefix + ".dead",
             deliveryLimit: deliveryLimit)
         let connection = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
-        try await connection.declare(topology)
-        try await connection.enableConfirms()
-        try await body(connection, topology)
-        let cleanup = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
-        try await cleanup.deleteQueue(topology.queue)
-        try await cleanup.deleteQueue(topology.deadLetterQueue)
-        try await cleanup.deleteExchange(topology.exchange)
-        try await cleanup.deleteExchange(topology.deadLetterExchange)
-        await cleanup.close()
-        await connection.close()
+        func cleanUp() async throws {
+            await connection.close()
+            let cleanup = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
+            try await cleanup.deleteQueue(topology.queue)
+            try await cleanup.deleteQueue(topology.deadLetterQueue)
+            try await cleanup.deleteExchange(topology.exchange)
+            try await cleanup.deleteExchange(topology.deadLetterExchange)
+            await cleanup.close()
+        }
+        do {
+            try await connection.declare(topology)
+            try await connection.enableConfirms()
+            try await body(connection, topology)
+        } catch {
+            try? await cleanUp()
+            throw error
+        }
+        try await cleanUp()
     }
 
     /// The publishing time the test messages are stamped with.

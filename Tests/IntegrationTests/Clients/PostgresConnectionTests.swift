@@ -12,12 +12,12 @@ struct PostgresConnectionTests {
     static func withSchema(
         logger: Logger = TestServers.logger, _ body: (PostgresConnection, String) async throws -> Void
     ) async throws {
-        let schema = TestServers.uniqueName("pg")
-        let connection = try await PostgresConnection.connect(TestServers.database(schema: schema), logger: logger)
-        try await connection.execute("CREATE SCHEMA \(schema)")
-        try await body(connection, schema)
-        let cleanup = try await PostgresConnection.connect(TestServers.database(), logger: logger)
-        try await cleanup.execute("DROP SCHEMA \(schema) CASCADE")
+        try await Schemas.withName("pg") { schema in
+            try await PostgresConnection.withConnection(TestServers.database(schema: schema), logger: logger) {
+                try await $0.execute("CREATE SCHEMA \(schema)")
+                try await body($0, schema)
+            }
+        }
     }
 
     @Test func parametersAreDataAndResultsComeBackTyped() async throws {

@@ -38,6 +38,14 @@ struct LeastPrivilegeTests {
         let name = TestServers.uniqueName("roles")
         let (owner, reader) = (name + "_owner", name + "_reader")
         _ = try Self.superuserPSQL("postgres", ["-c", "CREATE DATABASE \(name)"])
+        defer {
+            _ = try? Self.superuserPSQL(
+                "postgres",
+                [
+                    "-c", "DROP DATABASE \(name) WITH (FORCE)", "-c", "DROP ROLE IF EXISTS \(owner)", "-c",
+                    "DROP ROLE IF EXISTS \(reader)",
+                ])
+        }
         let script = FileManager.default.temporaryDirectory.appendingPathComponent("\(name).sql")
         try Self.rolesSQL().write(to: script, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: script) }
@@ -70,8 +78,5 @@ struct LeastPrivilegeTests {
             try await readerConnection.query("INSERT INTO report_zones (zone) VALUES ('Europe/Paris')")
         } throws: { ($0 as? PostgresError)?.sqlState == "42501" }
 
-        _ = try Self.superuserPSQL(
-            "postgres",
-            ["-c", "DROP DATABASE \(name) WITH (FORCE)", "-c", "DROP ROLE \(owner)", "-c", "DROP ROLE \(reader)"])
     }
 }

@@ -118,36 +118,35 @@ struct ProducerTests {
     /// legacy tokens), its arguments, as any user of the machine reads them in /proc, hold no password.
     @Test func aBackfillKeepsTheLegacyPasswordOutOfItsArguments() async throws {
         try await ConsumerHarness.with(zones: ["UTC"]) { harness in
-            let (url, name) = try await LegacyDatabase.make()
-            let password = try #require(try PostgresConfiguration(url: url, variable: "DATABASE_URL").password)
-            let locker = try await PostgresConnection.connect(
-                PostgresConfiguration(url: url, variable: "DATABASE_URL"), logger: TestServers.logger)
-            try await locker.execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
-            let process = Process()
-            process.executableURL = Programs.executable("producer")
-            process.arguments = ["backfill"]
-            process.environment = ProcessInfo.processInfo.environment.merging([
-                "LEGACY_DATABASE_URL": url, "EXCHANGE": harness.topology.exchange, "LOG_LEVEL": "error",
-            ]) { _, given in given }
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            try await Schemas.waitForALockWait()
-            let arguments = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline"))
-            let words = arguments.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            #expect(words.dropFirst() == ["backfill"])
-            #expect(!words.joined(separator: " ").contains(password))
-            try await locker.execute("ROLLBACK")
-            try await offThePool { process.waitUntilExit() }
-            #expect(process.terminationStatus == 0)
-            let events = try await locker.query(
-                "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM tokens WHERE used_at IS NOT NULL)")[0].int(
-                    0)
-            let line = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(line.hasSuffix("published \(events) events, \(events) confirmed\n"), "\(line)")
-
-            try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger).execute(
-                "DROP DATABASE \(name) WITH (FORCE)")
+            try await LegacyDatabase.with { url in
+                let password = try #require(try PostgresConfiguration(url: url, variable: "DATABASE_URL").password)
+                let locker = try await PostgresConnection.connect(
+                    PostgresConfiguration(url: url, variable: "DATABASE_URL"), logger: TestServers.logger)
+                try await locker.execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
+                let process = Process()
+                process.executableURL = Programs.executable("producer")
+                process.arguments = ["backfill"]
+                process.environment = ProcessInfo.processInfo.environment.merging([
+                    "LEGACY_DATABASE_URL": url, "EXCHANGE": harness.topology.exchange, "LOG_LEVEL": "error",
+                ]) { _, given in given }
+                let output = Pipe()
+                process.standardOutput = output
+                try process.run()
+                try await Schemas.waitForALockWait()
+                let arguments = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline"))
+                let words = arguments.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                #expect(words.dropFirst() == ["backfill"])
+                #expect(!words.joined(separator: " ").contains(password))
+                try await locker.execute("ROLLBACK")
+                try await offThePool { process.waitUntilExit() }
+                #expect(process.terminationStatus == 0)
+                let events = try await locker.query(
+                    "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM tokens WHERE used_at IS NOT NULL)")[0]
+                    .int(
+                        0)
+                let line = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                #expect(line.hasSuffix("published \(events) events, \(events) confirmed\n"), "\(line)")
+            }
         }
     }
 }
