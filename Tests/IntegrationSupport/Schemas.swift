@@ -8,8 +8,8 @@ import Testing
 /// Schemas of a test's own in the real PostgreSQL, and what tests do to them.
 public enum Schemas {
     /// A migrated schema of the test's own, with `users` users of one visit each.
-    public static func migrated(users: Int = 0) async throws -> String {
-        let schema = TestServers.uniqueName("limits")
+    private static func migrated(users: Int = 0) async throws -> String {
+        let schema = TestServers.uniqueName("migrated")
         try await PostgresConnection.withConnection(TestServers.database(schema: schema), logger: TestServers.logger) {
             _ = try await Migrator(schema: schema, zones: ["UTC"]).run(on: $0, logger: TestServers.logger)
             try await $0.execute(
@@ -54,14 +54,19 @@ public enum Schemas {
         return locker
     }
 
-    /// Waits until some statement waits for a lock in `schema`'s database.
+    /// Waits until some statement of the tests' database waits for a lock.
     public static func waitForALockWait() async throws {
-        let observer = try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger)
-        for _ in 0..<500 {
-            if try await observer.query("SELECT count(*) FROM pg_locks WHERE NOT granted")[0].int(0) > 0 { return }
-            try await Task.sleep(for: .milliseconds(10))
+        let waited = try await PostgresConnection.withConnection(TestServers.database(), logger: TestServers.logger) {
+            observer in
+            for _ in 0..<500 {
+                if try await observer.query("SELECT count(*) FROM pg_locks WHERE NOT granted")[0].int(0) > 0 {
+                    return true
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return false
         }
-        Issue.record("no statement came to wait for the lock")
+        if !waited { Issue.record("no statement came to wait for the lock") }
     }
 
     /// Folds one check-in of `user` into `schema`, committed.
