@@ -167,8 +167,7 @@ public struct DeadLetterQueue: Sendable {
     /// Reads every dead letter there is now, in batches handed to `body`, which returns those to remove; the rest
     /// return to the queue when the connection closes.
     private func scan(_ body: ([AMQPDelivery]) async throws -> [AMQPDelivery]) async throws {
-        let amqp = try await AMQPConnection.connect(configuration, logger: logger)
-        do {
+        try await AMQPConnection.withConnection(configuration, logger: logger) { amqp in
             let total = try await amqp.queueStatus(topology.deadLetterQueue).messageCount
             // Every message is held until the connection closes, so the window must hold them all.
             try await amqp.setPrefetch(0)
@@ -180,10 +179,6 @@ public struct DeadLetterQueue: Sendable {
                 seen += letters.count
                 for letter in try await body(letters) { try await amqp.ack(letter.deliveryTag, multiple: false) }
             }
-        } catch {
-            await amqp.close()
-            throw error
         }
-        await amqp.close()
     }
 }

@@ -37,13 +37,11 @@ public struct ConsumerHarness: Sendable {
         let topology = Topology(
             exchange: schema + ".events", queue: schema + ".rollups", deadLetterExchange: schema + ".dead",
             deliveryLimit: 5, initialGroupSize: initialGroupSize)
-        _ = try await Migrator(schema: schema, zones: zones).run(
-            on: PostgresConnection.connect(TestServers.database(schema: schema), logger: TestServers.logger),
-            logger: TestServers.logger)
+        try await PostgresConnection.withConnection(TestServers.database(schema: schema), logger: TestServers.logger) {
+            _ = try await Migrator(schema: schema, zones: zones).run(on: $0, logger: TestServers.logger)
+        }
         let harness = ConsumerHarness(schema: schema, topology: topology, zones: zones, amqpURL: amqpURL)
-        let amqp = try await AMQPConnection.connect(harness.amqp, logger: TestServers.logger)
-        try await amqp.declare(topology)
-        await amqp.close()
+        try await harness.withBroker { try await $0.declare(topology) }
         return harness
     }
 
@@ -129,15 +127,7 @@ public struct ConsumerHarness: Sendable {
 
     /// Runs `body` with a connection to the harness's broker, closed afterwards.
     public func withBroker<T>(_ body: (AMQPConnection) async throws -> T) async throws -> T {
-        let amqp = try await AMQPConnection.connect(amqp, logger: TestServers.logger)
-        do {
-            let result = try await body(amqp)
-            await amqp.close()
-            return result
-        } catch {
-            await amqp.close()
-            throw error
-        }
+        try await AMQPConnection.withConnection(amqp, logger: TestServers.logger, body)
     }
 
     /// Runs `body` with a new harness (`make`), and drops its schema, queues and exchanges afterwards, whether `body`
@@ -147,14 +137,7 @@ public struct ConsumerHarness: Sendable {
         initialGroupSize: Int? = nil, _ body: (ConsumerHarness) async throws -> T
     ) async throws -> T {
         let harness = try await make(zones: zones, amqpURL: amqpURL, initialGroupSize: initialGroupSize)
-        do {
-            let result = try await body(harness)
-            try await harness.cleanup()
-            return result
-        } catch {
-            try? await harness.cleanup()
-            throw error
-        }
+        return try await cleaningUp(harness.cleanup) { try await body(harness) }
     }
 
     /// Runs `body` on a connection to the harness's schema, closed afterwards.
@@ -291,12 +274,7 @@ public struct ConsumerHarness: Sendable {
 
     public func cleanup() async throws {
         try await Schemas.drop(schema)
-        try await withBroker { amqp in
-            try await amqp.deleteQueue(topology.queue)
-            try await amqp.deleteQueue(topology.deadLetterQueue)
-            try await amqp.deleteExchange(topology.exchange)
-            try await amqp.deleteExchange(topology.deadLetterExchange)
-        }
+        try await withBroker { try await $0.delete(topology) }
     }
 
     /// Waits until `count` messages are ready in the dead-letter queue, for 30 s at most.
@@ -424,5 +402,15 @@ extension PostgresConnection {
             }
         }
         return (daily, hourly)
+    }
+}
+
+extension AMQPConnection {
+    /// Deletes the queues and exchanges of `topology`, a test's own.
+    public func delete(_ topology: Topology) throws {
+        try deleteQueue(topology.queue)
+        try deleteQueue(topology.deadLetterQueue)
+        try deleteExchange(topology.exchange)
+        try deleteExchange(topology.deadLetterExchange)
     }
 }

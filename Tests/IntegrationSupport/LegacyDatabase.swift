@@ -28,13 +28,6 @@ public enum LegacyDatabase {
                 try await $0.execute("DROP DATABASE \(name) WITH (FORCE)")
             }
         }
-        do {
-            let result = try await body(url)
-            try await drop()
-            return result
-        } catch {
-            try? await drop()
-            throw error
-        }
+        return try await cleaningUp(drop) { try await body(url) }
     }
 }

@@ -17,16 +17,18 @@ public enum ReportAPIFixture {
     public static let zones = ["UTC", "Asia/Kolkata", "America/New_York"]
 
     /// A router over the rollups of `schema`, as the SELECT-only role.
-    public static func router(schema: String, defaultZone: String = "UTC", cacheLifetime: Duration = .zero) throws
-        -> Router<ReportRequestContext>
-    {
+    /// With `tokensFile`, the reports need one of its tokens.
+    public static func router(
+        schema: String, defaultZone: String = "UTC", cacheLifetime: Duration = .zero, tokensFile: String? = nil,
+        limits: ReportLimits = ReportLimits()
+    ) throws -> Router<ReportRequestContext> {
         let pool = PostgresPool(
             configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 4, logger: TestServers.logger
         )
         return ReportAPIApp.buildRouter(
             repository: PostgresReportRepository(pool: pool),
             zones: ReportZones(folded: Self.zones, defaultZone: defaultZone),
-            cacheLifetime: cacheLifetime,
+            cacheLifetime: cacheLifetime, tokens: try tokensFile.map(APITokens.fromFile), limits: limits,
             registry: PrometheusCollectorRegistry(), logger: TestServers.logger)
     }
 

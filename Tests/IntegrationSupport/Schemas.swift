@@ -29,14 +29,7 @@ public enum Schemas {
     }
 
     private static func dropping<T>(_ schema: String, _ body: (String) async throws -> T) async throws -> T {
-        do {
-            let result = try await body(schema)
-            try await drop(schema)
-            return result
-        } catch {
-            try? await drop(schema)
-            throw error
-        }
+        try await cleaningUp({ try await drop(schema) }) { try await body(schema) }
     }
 
     public static func drop(_ schema: String) async throws {

@@ -78,6 +78,22 @@ public actor AMQPConnection {
         throw lastError ?? AMQPError(.connectionFailed, "no broker node answered", isRetriable: true)
     }
 
+    /// Connects, runs `body` with the connection, and closes it whatever `body` does.
+    public static func withConnection<T>(
+        _ configuration: AMQPConfiguration, logger: Logger, isolation: isolated (any Actor)? = #isolation,
+        _ body: (AMQPConnection) async throws -> T
+    ) async throws -> T {
+        let connection = try await connect(configuration, logger: logger)
+        do {
+            let result = try await body(connection)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
     // Isolated, so that even the last use of the handle happens on its own thread.
     isolated deinit {
         if let state {

@@ -16,25 +16,18 @@ struct AMQPConnectionTests {
         let topology = Topology(
             exchange: prefix + ".events", queue: prefix + ".rollups", deadLetterExchange: prefix + ".dead",
             deliveryLimit: deliveryLimit)
-        let connection = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
         func cleanUp() async throws {
-            await connection.close()
-            let cleanup = try await AMQPConnection.connect(TestServers.amqp(), logger: TestServers.logger)
-            try await cleanup.deleteQueue(topology.queue)
-            try await cleanup.deleteQueue(topology.deadLetterQueue)
-            try await cleanup.deleteExchange(topology.exchange)
-            try await cleanup.deleteExchange(topology.deadLetterExchange)
-            await cleanup.close()
+            try await AMQPConnection.withConnection(TestServers.amqp(), logger: TestServers.logger) {
+                try await $0.delete(topology)
+            }
         }
-        do {
-            try await connection.declare(topology)
-            try await connection.enableConfirms()
-            try await body(connection, topology)
-        } catch {
-            try? await cleanUp()
-            throw error
+        try await cleaningUp(cleanUp) {
+            try await AMQPConnection.withConnection(TestServers.amqp(), logger: TestServers.logger) { connection in
+                try await connection.declare(topology)
+                try await connection.enableConfirms()
+                try await body(connection, topology)
+            }
         }
-        try await cleanUp()
     }
 
     /// The publishing time the test messages are stamped with.

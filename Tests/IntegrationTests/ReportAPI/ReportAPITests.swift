@@ -296,15 +296,9 @@ struct ReportAPITests {
             try await harness.compactMembers()
             let tokens = try ReportAPIFixture.tokensFile(ReportAPIFixture.digest + "\n")
             defer { try? FileManager.default.removeItem(atPath: tokens) }
-            let pool = PostgresPool(
-                configuration: try TestServers.readerDatabase(schema: harness.schema), maxConnections: 4,
-                logger: TestServers.logger)
-            let router = ReportAPIApp.buildRouter(
-                repository: PostgresReportRepository(pool: pool),
-                zones: ReportZones(folded: ReportAPIFixture.zones, defaultZone: "UTC"),
-                cacheLifetime: .seconds(1), tokens: try APITokens.fromFile(tokens),
-                limits: ReportLimits(clientConcurrency: 64), registry: PrometheusCollectorRegistry(),
-                logger: TestServers.logger)
+            let router = try ReportAPIFixture.router(
+                schema: harness.schema, cacheLifetime: .seconds(1), tokensFile: tokens,
+                limits: ReportLimits(clientConcurrency: 64))
             // schemathesis keeps a cache in the directory it runs in: a scratch one, not the clone.
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("schemathesis-\(UUID())")
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
