@@ -17,11 +17,11 @@ public struct ConsumerHarness: Sendable {
     /// The broker: `AMQP_URL`'s, or the nodes of a cluster.
     public let amqpURL: String
 
-    /// The broker's settings, with a short timeout.
+    /// The broker's settings, with the tests' timeout.
     public var amqp: AMQPConfiguration {
         get throws {
             var configuration = try AMQPConfiguration.fromEnvironment(EnvironmentVariables(["AMQP_URL": amqpURL]))
-            configuration.timeoutSeconds = 5
+            configuration.timeoutSeconds = TestServers.amqpTimeoutSeconds
             return configuration
         }
     }

@@ -95,11 +95,9 @@ public enum ReportAPIFixture {
         logger: Logger = TestServers.logger,
         _ body: (Router<ReportRequestContext>, FoldSignal, UInt64) async throws -> Void
     ) async throws {
-        // Named so that a test of this suite finds its signal's connection, and no other suite's.
-        var configuration = try TestServers.database(schema: schema)
-        configuration.applicationName = TestServers.uniqueName("signal")
         let signal = FoldSignal(
-            configuration: signalDatabase ?? configuration, registry: PrometheusCollectorRegistry(), logger: logger)
+            configuration: try signalDatabase ?? TestServers.database(schema: schema),
+            registry: PrometheusCollectorRegistry(), logger: logger)
         let pool = PostgresPool(
             configuration: try reader ?? TestServers.readerDatabase(schema: schema), maxConnections: 2,
             logger: TestServers.logger)

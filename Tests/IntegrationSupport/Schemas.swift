@@ -47,19 +47,19 @@ public enum Schemas {
         return locker
     }
 
-    /// Waits until some statement of the tests' database waits for a lock.
-    public static func waitForALockWait() async throws {
-        let waited = try await PostgresConnection.withConnection(TestServers.database(), logger: TestServers.logger) {
-            observer in
+    /// Waits until a statement waits for a lock on `table` of `database` (a name its search path resolves). Other
+    /// tests' lock waits, which run meanwhile, do not count.
+    public static func waitForALockWait(on table: String, in database: PostgresConfiguration) async throws {
+        let waited = try await PostgresConnection.withConnection(database, logger: TestServers.logger) { observer in
             for _ in 0..<500 {
-                if try await observer.query("SELECT count(*) FROM pg_locks WHERE NOT granted")[0].int(0) > 0 {
-                    return true
-                }
+                let waiting = try await observer.query(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = to_regclass($1)", [table])
+                if try waiting[0].int(0) > 0 { return true }
                 try await Task.sleep(for: .milliseconds(10))
             }
             return false
         }
-        if !waited { Issue.record("no statement came to wait for the lock") }
+        if !waited { Issue.record("no statement came to wait for the lock on \(table)") }
     }
 
     /// Folds one check-in of `user` into `schema`, committed.

@@ -15,11 +15,17 @@ public enum TestServers {
             "\(name) is not set: run scripts/test, or eval \"$(scripts/services up)\" before swift test")
     }
 
+    /// The broker's settings, with the tests' timeout.
     public static func amqp() throws -> AMQPConfiguration {
         var configuration = try AMQPConfiguration(url: variable("AMQP_URL"), variable: "AMQP_URL")
-        configuration.timeoutSeconds = 5
+        configuration.timeoutSeconds = amqpTimeoutSeconds
         return configuration
     }
+
+    /// How long a test's broker connection waits for each step: longer than the programs' default, since every
+    /// test starts at once and a broker just started may take seconds to declare each of their quorum queues. A
+    /// broker that hangs still fails the test.
+    public static let amqpTimeoutSeconds = 30
 
     /// The owner role's database settings, in a schema of the test's own.
     public static func database(schema: String = "public") throws -> PostgresConfiguration {

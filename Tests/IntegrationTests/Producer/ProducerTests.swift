@@ -132,7 +132,8 @@ struct ProducerTests {
                 let output = Pipe()
                 process.standardOutput = output
                 try process.run()
-                try await Schemas.waitForALockWait()
+                try await Schemas.waitForALockWait(
+                    on: "tokens", in: PostgresConfiguration(url: url, variable: "DATABASE_URL"))
                 let arguments = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline"))
                 let words = arguments.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
                 #expect(words.dropFirst() == ["backfill"])

@@ -63,15 +63,21 @@ struct FreshnessTests {
     @Test func aLostSignalIsLoggedAndHeardAgainAndFoldsAreFreshAfterIt() async throws {
         try await Schemas.withMigrated { schema in
             let (logger, logs) = CapturingLogHandler.logger()
-            try await ReportAPIFixture.withSignalledRouter(schema: schema, logger: logger) { router, signal, heard in
+            // Named so that this test ends its own signal's connection, and no other test's.
+            let signalName = TestServers.uniqueName("signal")
+            var signalDatabase = try TestServers.database(schema: schema)
+            signalDatabase.applicationName = signalName
+            try await ReportAPIFixture.withSignalledRouter(
+                schema: schema, signalDatabase: signalDatabase, logger: logger
+            ) { router, signal, heard in
                 try await Application(router: router).test(.router) { client in
                     #expect(
                         try await ReportAPIFixture.get(client, "/api/reports/summary").body.hasPrefix(
                             #"{"checkins":0,"#))
                     let owner = try await PostgresConnection.connect(TestServers.database(), logger: TestServers.logger)
                     try await owner.query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'test_signal_%' "
-                            + "AND pid <> pg_backend_pid()")
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                        [signalName])
                     // Heard again: a new generation, since folds may have been missed.
                     let heardAgain = await signal.generation(after: heard)
                     #expect(heardAgain > heard)
