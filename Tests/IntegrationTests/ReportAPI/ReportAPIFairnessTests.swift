@@ -157,10 +157,12 @@ struct ReportAPIFairnessTests {
                     refused.hasSuffix(
                         #"{"error":"costly reports run 2 at a time (REPORT_COSTLY_CONCURRENCY) and none ended within "#
                             + #"300 ms; try again shortly"}"#))
+                // Cheap reports neither queue behind the costly ones (they would get the 503 above) nor wait for the
+                // lock, which is held until the rollback below.
                 for cheap in ["/api/reports/daily_usage?tz=UTC", "/api/reports/summary", "/readiness_check"] {
                     let started = ContinuousClock.now
                     #expect(try await Self.get(port, cheap).status == "HTTP/1.1 200 OK", "\(cheap)")
-                    #expect(ContinuousClock.now - started < .milliseconds(300), "\(cheap) waited")
+                    #expect(ContinuousClock.now - started < .seconds(2), "\(cheap) waited")
                 }
                 try await locker.execute("ROLLBACK")
                 for client in held { #expect(try await client.readToEnd().hasPrefix("HTTP/1.1 200 OK")) }
