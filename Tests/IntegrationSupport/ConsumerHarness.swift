@@ -142,15 +142,8 @@ public struct ConsumerHarness: Sendable {
 
     /// Runs `body` on a connection to the harness's schema, closed afterwards.
     public func withDatabase<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        let connection = try await database()
-        do {
-            let result = try await body(connection)
-            await connection.close()
-            return result
-        } catch {
-            await connection.close()
-            throw error
-        }
+        try await PostgresConnection.withConnection(
+            TestServers.database(schema: schema), logger: TestServers.logger, body)
     }
 
     public func database() async throws -> PostgresConnection {

@@ -16,6 +16,13 @@ public enum Programs {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
     }
 
+    /// Ends `process` as an orchestrator does, with SIGTERM, and waits for it to exit. A process that has exited is
+    /// not signalled again: its pid may belong to another process by now.
+    public static func stop(_ process: Process) {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.waitUntilExit()
+    }
+
     /// Starts `consumer run` in the harness's environment, with `changes` made to it.
     public static func startConsumer(
         _ harness: ConsumerHarness, changing changes: [String: String] = [:], standardError: Any? = nil
@@ -79,8 +86,7 @@ public struct RunningConsumer {
 
     /// Ends the consumer with SIGTERM; its log's lines.
     public func stop() -> [String] {
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
+        Programs.stop(process)
         return String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             .split(separator: "\n").map(String.init)
     }

@@ -121,8 +121,7 @@ struct ClusterTests {
                 #expect(try await ClusterNodes.amqpReconnects(metricsPort: consumer.metricsPort) == moves)
             }
             for consumer in consumers {
-                kill(consumer.process.processIdentifier, SIGTERM)
-                consumer.process.waitUntilExit()
+                Programs.stop(consumer.process)
                 #expect(consumer.process.terminationReason == .exit)
                 #expect(consumer.process.terminationStatus == 0)
             }

@@ -26,8 +26,7 @@ struct FaultTests {
             let second = try Programs.startConsumer(harness)
             try await harness.waitUntilDrained(counted: events.count)
             let stopped = ContinuousClock.now
-            kill(second.processIdentifier, SIGTERM)
-            second.waitUntilExit()
+            Programs.stop(second)
             #expect(second.terminationReason == .exit)
             #expect(second.terminationStatus == 0)
             #expect(ContinuousClock.now - stopped < .seconds(20))
@@ -110,8 +109,7 @@ struct FaultTests {
             let consumer = try Programs.startConsumer(harness)
             try await harness.waitUntilDrained(counted: events.count)
             let peak = try Self.peakResidentBytes(consumer)
-            kill(consumer.processIdentifier, SIGTERM)
-            consumer.waitUntilExit()
+            Programs.stop(consumer)
             #expect(consumer.terminationStatus == 0, "the consumer stayed up")
             #expect(peak < 64 * 1024 * 1024, "peak RSS \(peak / 1024 / 1024) MiB")
 

@@ -37,10 +37,7 @@ struct TLSTests {
             consumerEnvironment["AMQP_CERT"] = try Self.tlsFile("client.pem")
             consumerEnvironment["AMQP_KEY"] = try Self.tlsFile("client.key")
             let consumer = try Programs.startConsumer(harness, changing: consumerEnvironment)
-            defer {
-                kill(consumer.processIdentifier, SIGTERM)
-                consumer.waitUntilExit()
-            }
+            defer { Programs.stop(consumer) }
             for user in 1...3 {
                 let published = try Programs.run(
                     "producer", ["publish", "--user-id", "\(user)", "--at", "2023-02-08T09:00:00Z"],
@@ -50,8 +47,7 @@ struct TLSTests {
             }
             try await harness.waitUntilCounted(3)
             #expect(try await harness.storedRollups().checkins == 3)
-            kill(consumer.processIdentifier, SIGTERM)
-            consumer.waitUntilExit()
+            Programs.stop(consumer)
             #expect(consumer.terminationStatus == 0)
         }
     }

@@ -138,10 +138,7 @@ struct APITokenTests {
         let errors = Pipe()
         process.standardError = errors
         try process.run()
-        defer {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-        }
+        defer { Programs.stop(process) }
         var health = ""
         try await Waiting.until(within: .seconds(30)) {
             health = try await HTTPGet.text(port: appPort, path: "/health_check")

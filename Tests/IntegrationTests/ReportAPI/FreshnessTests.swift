@@ -103,10 +103,7 @@ struct ConsumerLagMetricsTests {
         try await ConsumerHarness.with(zones: ["UTC"]) { harness in
             let port = TestServers.freePort()
             let consumer = try Programs.startConsumer(harness, changing: ["METRICS_PORT": "\(port)"])
-            defer {
-                kill(consumer.processIdentifier, SIGTERM)
-                consumer.waitUntilExit()
-            }
+            defer { Programs.stop(consumer) }
             for user in 1...3 {
                 let published = try Programs.run(
                     "producer", ["publish", "--user-id", "\(user)", "--at", "2023-02-08T09:00:00Z"],
@@ -174,12 +171,7 @@ struct DashboardTests {
                 "APP_PORT": "\(apiPort)", "BIND_ADDRESS": "127.0.0.1", "LOG_LEVEL": "error",
             ]) { $1 }
             try api.run()
-            defer {
-                for process in [consumer, api] {
-                    kill(process.processIdentifier, SIGTERM)
-                    process.waitUntilExit()
-                }
-            }
+            defer { for process in [consumer, api] { Programs.stop(process) } }
             let published = try Programs.run(
                 "producer", ["publish", "--user-id", "1", "--at", "2023-02-08T09:00:00Z"],
                 environment: ["EXCHANGE": harness.topology.exchange])

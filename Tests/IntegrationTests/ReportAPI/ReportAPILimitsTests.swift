@@ -1,6 +1,5 @@
 import ConsumerCore
 import Foundation
-import Glibc
 import Hummingbird
 import HummingbirdTesting
 import IntegrationSupport
