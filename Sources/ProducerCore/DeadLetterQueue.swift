@@ -6,7 +6,8 @@ import Pipeline
 /// The operator's tools for `coworking.dead`: a summary by reason, and publishing chosen dead letters again (after a
 /// fix) or removing them. A dead letter is only ever removed after what was asked of it is done: requeued ones once
 /// the broker confirmed them on the events exchange (a duplicate is harmless, the consumer counts an `event_id`
-/// once). The others are left unacknowledged and return to the queue, in their order, when the connection closes.
+/// once). The others are left unacknowledged and return to the queue, in their order, when the connection closes;
+/// each command ends once they are back.
 public struct DeadLetterQueue: Sendable {
     public let configuration: AMQPConfiguration
     public let topology: Topology
@@ -165,20 +166,35 @@ public struct DeadLetterQueue: Sendable {
     }
 
     /// Reads every dead letter there is now, in batches handed to `body`, which returns those to remove; the rest
-    /// return to the queue when the connection closes.
+    /// return to the queue when the connection closes, and the scan waits for them to be back (the broker returns
+    /// them a moment after the close), so that the next command, run at once, finds them all.
     private func scan(_ body: ([AMQPDelivery]) async throws -> [AMQPDelivery]) async throws {
-        try await AMQPConnection.withConnection(configuration, logger: logger) { amqp in
+        let kept = try await AMQPConnection.withConnection(configuration, logger: logger) { amqp in
             let total = try await amqp.queueStatus(topology.deadLetterQueue).messageCount
             // Every message is held until the connection closes, so the window must hold them all.
             try await amqp.setPrefetch(0)
             try await amqp.consume(topology.deadLetterQueue)
-            var seen = 0
+            var (seen, removed) = (0, 0)
             while seen < total {
                 let letters = try await amqp.nextDeliveries(limit: min(500, total - seen), timeout: .seconds(5))
                 guard !letters.isEmpty else { break }
                 seen += letters.count
-                for letter in try await body(letters) { try await amqp.ack(letter.deliveryTag, multiple: false) }
+                for letter in try await body(letters) {
+                    try await amqp.ack(letter.deliveryTag, multiple: false)
+                    removed += 1
+                }
+            }
+            return total - removed
+        }
+        try await AMQPConnection.withConnection(configuration, logger: logger) { amqp in
+            let deadline = ContinuousClock.now + Self.returnPatience
+            while try await amqp.queueStatus(topology.deadLetterQueue).messageCount < kept, .now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
             }
         }
     }
+
+    /// How long a scan waits for the letters it kept to be back in the queue: longer only when another client
+    /// consumes from it at the same time, and then the wait is moot.
+    private static let returnPatience = Duration.seconds(10)
 }

@@ -100,6 +100,11 @@ final class ResponseCache<Answer: Sendable>: Sendable {
         }
     }
 
+    /// How many askers hold the computation of `key`'s answer under way (the tests wait for them to gather).
+    func holders(of key: String) -> Int {
+        state.withLock { $0.entries[key]?.computing?.holders ?? 0 }
+    }
+
     /// The cached answer for `key`, or the one `compute` gives, which is then cached; with `servingStale`, the previous
     /// answer while a new one is computed. A failed computation is not kept, and its error goes to those who waited
     /// for it.

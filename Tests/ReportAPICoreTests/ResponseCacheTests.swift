@@ -215,7 +215,7 @@ struct ResponseCacheTests {
         let cache = ResponseCache<String>(lifetime: .seconds(60))
         let source = Source()
         let askers = (0..<2).map { _ in Task { try await cache.answer(for: "q", source.compute) } }
-        while source.runs.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        while cache.holders(of: "q") < 2 { try await Task.sleep(for: .milliseconds(5)) }
         askers[0].cancel()
         try await Task.sleep(for: .milliseconds(100))
         #expect(source.cancelled.load(ordering: .relaxed) == 0, "the other asker still waits for it")
@@ -261,23 +261,27 @@ struct ResponseCacheTests {
             try? await Task.sleep(for: .milliseconds(50))
             return true
         }
+        let started = ContinuousClock.now
         let answers = await withTaskGroup(of: Bool.self) { group in
             for _ in 0..<200 { group.addTask { await probe.databaseAnswers(within: .seconds(2)) } }
             return await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(answers == Array(repeating: true, count: 200))
         #expect(await probe.databaseAnswers(within: .seconds(2)))
-        #expect(asks.load(ordering: .relaxed) == 1)
+        #expect(answers == Array(repeating: true, count: 200))
+        // Once for the 201 callers, unless a machine busy with other tests spread them over more than a second.
+        let seconds = Int((ContinuousClock.now - started) / .seconds(1))
+        let asked = asks.load(ordering: .relaxed)
+        #expect(asked >= 1 && asked <= 1 + seconds, "\(asked) questions in \(seconds) s")
         try await Task.sleep(for: .milliseconds(1_100))
         #expect(await probe.databaseAnswers(within: .seconds(2)))
-        #expect(asks.load(ordering: .relaxed) == 2)
+        #expect(asks.load(ordering: .relaxed) == asked + 1, "an answer over a second old is asked again")
 
         let hanging = ReadinessProbe {
             try? await Task.sleep(for: .seconds(30))
             return true
         }
-        let asked = ContinuousClock.now
+        let hangingAsked = ContinuousClock.now
         #expect(await hanging.databaseAnswers(within: .milliseconds(200)) == false)
-        #expect(ContinuousClock.now - asked < .seconds(10), "by its deadline, not the question's 30 s")
+        #expect(ContinuousClock.now - hangingAsked < .seconds(10), "by its deadline, not the question's 30 s")
     }
 }

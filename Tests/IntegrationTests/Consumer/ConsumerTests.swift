@@ -47,7 +47,8 @@ struct ConsumerTests {
             let events = workload(events: 2_000, users: 100, seed: 7)
             // Room for two and a half batches of 200 with two folds in flight: a third batch, received before the
             // oldest is acknowledged, could only be half delivered and would wait out the batch delay, a minute here,
-            // for the rest.
+            // for the rest. The stream's last batch may be partial and wait out the delay by right: a full window
+            // cuts a batch short when the newer of two folds commits first, which a busy machine makes happen.
             try await harness.withConsumers(
                 foldConnections: 2,
                 changing: {
@@ -56,9 +57,21 @@ struct ConsumerTests {
                 }
             ) {
                 try await harness.publish(events.map(\.jsonBody))
-                try await harness.waitUntilDrained(counted: events.count, timeout: .seconds(30))
+                try await harness.waitUntilCounted(events.count - 199, timeout: .seconds(30))
             }
-            #expect(try await harness.storedRollups() == ExpectedRollups(events: events, zones: harness.zones))
+            // Batches are cut in the order of arrival, so what was counted is the events' first ones, and the rest
+            // went back to the queue when the consumer stopped.
+            let counted = try await harness.withDatabase {
+                try await $0.query("SELECT count(*) FROM counted_events")[0].int(0)
+            }
+            #expect(
+                try await harness.storedRollups()
+                    == ExpectedRollups(events: Array(events.prefix(counted)), zones: harness.zones))
+            let left = events.count - counted
+            try await Waiting.until(within: .seconds(10)) {
+                try await harness.readyMessages(in: harness.topology.queue) == left
+            }
+            #expect(try await harness.readyMessages(in: harness.topology.queue) == left)
         }
     }
 
