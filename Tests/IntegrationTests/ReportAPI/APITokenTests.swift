@@ -152,7 +152,13 @@ struct APITokenTests {
             Issue.record("report-api: \(said)")
             return
         }
-        #expect(try await HTTPGet.text(port: metricsPort, path: "/metrics").hasPrefix("HTTP/1.1 200"))
+        // The metrics' server starts beside the reports' one, and may listen a moment after it.
+        var metrics = ""
+        try await Waiting.until(within: .seconds(30)) {
+            metrics = try await HTTPGet.text(port: metricsPort, path: "/metrics")
+            return !metrics.isEmpty
+        }
+        #expect(metrics.hasPrefix("HTTP/1.1 200"))
         #expect(try await HTTPGet.text(port: appPort, path: "/metrics").hasPrefix("HTTP/1.1 404"))
     }
 }
