@@ -22,9 +22,9 @@ public enum TestServers {
         return configuration
     }
 
-    /// How long a test's broker connection waits for each step: longer than the programs' default, since every
-    /// test starts at once and a broker just started may take seconds to declare each of their quorum queues. A
-    /// broker that hangs still fails the test.
+    /// How long a test's broker connection waits for each step: longer than the programs' default, since tests run
+    /// side by side and a busy broker may take seconds to declare each of their quorum queues. A broker that hangs
+    /// still fails the test.
     public static let amqpTimeoutSeconds = 30
 
     /// The owner role's database settings, in a schema of the test's own.

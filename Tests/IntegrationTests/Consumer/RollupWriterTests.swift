@@ -10,10 +10,8 @@ import Testing
 struct RollupWriterTests {
     @Test func aBatchCountsOnlyTheIdsNeverCountedBefore() async throws {
         try await Schemas.withName("writer") { schema in
-            try await PostgresConnection.withConnection(
-                TestServers.database(schema: schema), logger: TestServers.logger
-            ) {
-                connection in
+            let database = try TestServers.database(schema: schema)
+            try await PostgresConnection.withConnection(database, logger: TestServers.logger) { connection in
                 _ = try await Migrator(schema: schema, zones: ["UTC"]).run(on: connection, logger: TestServers.logger)
                 let day = Timestamp(year: 2023, month: 2, day: 8, hour: 9)
                 let events = (0..<8).map {
@@ -22,7 +20,8 @@ struct RollupWriterTests {
                         occurredAt: day.adding(seconds: Int64($0) * 60))
                 }
                 let writer = RollupWriter(totalsSlot: 0)
-                let fold = { (batch: [Event]) in try await connection.withTransaction { try writer.fold(batch, on: $0) }
+                let fold = { (batch: [Event]) in
+                    try await connection.withTransaction { try writer.fold(batch, on: $0) }
                 }
 
                 #expect(try await fold(Array(events[0..<3])) == FoldResult(counted: 3, duplicates: 0), "all new")

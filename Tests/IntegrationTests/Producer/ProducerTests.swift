@@ -119,9 +119,9 @@ struct ProducerTests {
     @Test func aBackfillKeepsTheLegacyPasswordOutOfItsArguments() async throws {
         try await ConsumerHarness.with(zones: ["UTC"]) { harness in
             try await LegacyDatabase.with { url in
-                let password = try #require(try PostgresConfiguration(url: url, variable: "DATABASE_URL").password)
-                let locker = try await PostgresConnection.connect(
-                    PostgresConfiguration(url: url, variable: "DATABASE_URL"), logger: TestServers.logger)
+                let legacy = try PostgresConfiguration(url: url, variable: "DATABASE_URL")
+                let password = try #require(legacy.password)
+                let locker = try await PostgresConnection.connect(legacy, logger: TestServers.logger)
                 try await locker.execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
                 let process = Process()
                 process.executableURL = Programs.executable("producer")
@@ -132,8 +132,7 @@ struct ProducerTests {
                 let output = Pipe()
                 process.standardOutput = output
                 try process.run()
-                try await Schemas.waitForALockWait(
-                    on: "tokens", in: PostgresConfiguration(url: url, variable: "DATABASE_URL"))
+                try await Schemas.waitForALockWait(on: "tokens", in: legacy)
                 let arguments = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline"))
                 let words = arguments.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
                 #expect(words.dropFirst() == ["backfill"])
@@ -141,10 +140,9 @@ struct ProducerTests {
                 try await locker.execute("ROLLBACK")
                 try await offThePool { process.waitUntilExit() }
                 #expect(process.terminationStatus == 0)
-                let events = try await locker.query(
-                    "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM tokens WHERE used_at IS NOT NULL)")[0]
-                    .int(
-                        0)
+                let eventsQuery =
+                    "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM tokens WHERE used_at IS NOT NULL)"
+                let events = try await locker.query(eventsQuery)[0].int(0)
                 let line = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 #expect(line.hasSuffix("published \(events) events, \(events) confirmed\n"), "\(line)")
             }

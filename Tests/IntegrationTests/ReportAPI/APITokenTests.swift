@@ -3,8 +3,6 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import IntegrationSupport
-import PostgresClient
-import Prometheus
 import ReportAPICore
 import Testing
 
@@ -37,22 +35,11 @@ struct APITokenTests {
         }
     }
 
-    /// A router over `schema` that asks for the tokens of `tokensFile`.
-    static func router(schema: String, tokensFile: String) throws -> Router<ReportRequestContext> {
-        let pool = PostgresPool(
-            configuration: try TestServers.readerDatabase(schema: schema), maxConnections: 2, logger: TestServers.logger
-        )
-        return ReportAPIApp.buildRouter(
-            repository: PostgresReportRepository(pool: pool), zones: TestServers.utcZones,
-            tokens: try APITokens.fromFile(tokensFile), registry: PrometheusCollectorRegistry(),
-            logger: TestServers.logger)
-    }
-
     @Test func theReportsNeedABearerTokenAndTheProbesDoNot() async throws {
         let path = try ReportAPIFixture.tokensFile(ReportAPIFixture.digest + "\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try await Schemas.withMigrated { schema in
-            let router = try Self.router(schema: schema, tokensFile: path)
+            let router = try ReportAPIFixture.router(schema: schema, tokensFile: path)
             let answers = try await Application(router: router).test(.router) { client in
                 var answers: [String] = []
                 for (uri, authorization) in [
@@ -91,7 +78,7 @@ struct APITokenTests {
         let path = try ReportAPIFixture.tokensFile(ReportAPIFixture.digest + "\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try await Schemas.withMigrated(users: 3) { schema in
-            let router = try Self.router(schema: schema, tokensFile: path)
+            let router = try ReportAPIFixture.router(schema: schema, tokensFile: path)
             try await Application(router: router).test(.live) { client in
                 let port = try #require(client.port)
                 func status(_ path: String, token: String? = nil) async throws -> String {
